@@ -7,8 +7,7 @@ PY=${PYTHON:-python3}
 pip=".venv/bin/python -m pip --disable-pip-version-check -q"
 # torch 2.13.0, CPU build: any other torch pulls gigabytes of CUDA wheels.
 if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__ != "2.13.0+cpu")' 2>/dev/null; then
-  $pip install "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu 2>/dev/null \
-    || $pip install "torch==2.13.0+cpu" 2>/dev/null || $pip install "torch==2.13.0"
+  $pip install "torch==2.13.0"     # resolves to the local 2.13.0+cpu wheel where one is offered
 fi
 tv=$(.venv/bin/python -c 'import torch; print(torch.__version__)')
 $pip install -c <(echo "torch==$tv") -r weights/requirements.txt
