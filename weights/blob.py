@@ -14,9 +14,10 @@ MAGIC = b"EDIFFBLB"
 VERSION = 1
 HEADER = struct.Struct("<8sIIQQQQQII")  # magic, version, n_tensors, meta off/size, table off/size, file size, crc, reserved
 ALIGN = 64
-DTYPES = {"f32": (0, np.float32), "f16": (1, np.float16), "bf16": (2, None), "f64": (3, np.float64), "i32": (4, np.int32)}
+DTYPES = {"f32": (0, np.float32), "f16": (1, np.float16), "bf16": (2, None), "f64": (3, np.float64), "i32": (4, np.int32),
+          "u8": (5, np.uint8)}
 CODE_TO_NAME = {code: name for name, (code, _) in DTYPES.items()}
-ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i32": 4}
+ITEMSIZE = {"f32": 4, "f16": 2, "bf16": 2, "f64": 8, "i32": 4, "u8": 1}
 
 
 def _align(n, a):
@@ -52,7 +53,7 @@ def _meta_text(meta):
 def write_blob(path, tensors, meta, dtype=None):
     """Write `tensors` (name -> numpy array) and `meta` (key -> value) to `path`.
 
-    Arrays keep their own dtype (float32, float16, float64, int32) unless `dtype` ("f32", "f16",
+    Arrays keep their own dtype (float32, float16, float64, int32, uint8) unless `dtype` ("f32", "f16",
     "bf16") is given, which then applies to every floating-point array. Tensor order is preserved.
     """
     entries = []
@@ -61,6 +62,8 @@ def write_blob(path, tensors, meta, dtype=None):
         if arr.dtype.kind == "f":
             kind = dtype or {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16",
                              np.dtype(np.float64): "f64"}.get(arr.dtype, "f32")
+        elif arr.dtype == np.uint8:
+            kind = "u8"              # raw bytes (tokenizer files)
         elif arr.dtype.kind in "iub":
             kind = "i32"
         else:
