@@ -50,16 +50,20 @@ def _meta_text(meta):
     return "".join(lines).encode("utf-8")
 
 
-def write_blob(path, tensors, meta, dtype=None):
+def write_blob(path, tensors, meta, dtype=None, dtype_overrides=None):
     """Write `tensors` (name -> numpy array) and `meta` (key -> value) to `path`.
 
     Arrays keep their own dtype (float32, float16, float64, int32, uint8) unless `dtype` ("f32", "f16",
-    "bf16") is given, which then applies to every floating-point array. Tensor order is preserved.
+    "bf16") is given, which then applies to every floating-point array; `dtype_overrides` (name ->
+    dtype) sets it per tensor. Tensor order is preserved.
     """
+    dtype_overrides = dtype_overrides or {}
     entries = []
     for name, arr in tensors.items():
         arr = np.asarray(arr)
-        if arr.dtype.kind == "f":
+        if name in dtype_overrides:
+            kind = dtype_overrides[name]
+        elif arr.dtype.kind == "f":
             kind = dtype or {np.dtype(np.float32): "f32", np.dtype(np.float16): "f16",
                              np.dtype(np.float64): "f64"}.get(arr.dtype, "f32")
         elif arr.dtype == np.uint8:

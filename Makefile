@@ -1,0 +1,65 @@
+# ediff — build, test, sanitize. Needs only a C99 compiler and make; OpenMP is used when the compiler
+# has it (make OMP=0 to build without). `make NATIVE=1` adds -march=native (not portable).
+#
+#   make            ./ediff
+#   make test       build and run the whole suite (ends with "N passed, N failed")
+#   make sanitize   the same suite under -fsanitize=address,undefined
+#   make clean
+
+CC      ?= cc
+OPT     ?= -O2
+NATIVE  ?= 0
+WARN     = -std=c99 -Wall -Wextra -pedantic
+# OpenMP: on when a test program with <omp.h> compiles and links with -fopenmp.
+ifeq ($(origin OMP), undefined)
+OMP := $(shell printf '\043include <omp.h>\nint main(void){return omp_get_max_threads()<0;}\n' | \
+         $(CC) -fopenmp -x c - -o /dev/null >/dev/null 2>&1 && echo 1 || echo 0)
+endif
+OMPFLAG  = $(if $(filter 1,$(OMP)),-fopenmp)
+ARCH     = $(if $(filter 1,$(NATIVE)),-march=native)
+ALL_CFLAGS = $(WARN) $(OPT) $(ARCH) $(OMPFLAG) $(SAN) $(CFLAGS)
+LDLIBS  += -lm
+
+# Object files live in a folder per compiler/configuration, so switching CC, OMP or NATIVE never mixes them.
+BUILD   ?= build/$(notdir $(CC))$(if $(filter 1,$(OMP)),-omp)$(if $(filter 1,$(NATIVE)),-native)
+LIB_SRC  = $(filter-out ediff.c,$(wildcard *.c))
+LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC = $(wildcard test/*.c)
+TEST_OBJ = $(TEST_SRC:test/%.c=$(BUILD)/test/%.o)
+
+.PHONY: all test sanitize clean FORCE
+all: ediff
+
+ediff: $(BUILD)/ediff
+	cp $< $@
+
+$(BUILD)/ediff: $(BUILD)/ediff.o $(LIB_OBJ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/test-run: $(TEST_OBJ) $(LIB_OBJ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c ediff.h $(BUILD)/flags
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/test/%.o: test/%.c test/harness.h test/suites.h ediff.h $(BUILD)/flags
+	@mkdir -p $(BUILD)/test
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# Rebuild everything when the flags change (e.g. CFLAGS+=-Werror).
+$(BUILD)/flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(ALL_CFLAGS)' | cmp -s - $@ || echo '$(CC) $(ALL_CFLAGS)' > $@
+
+test: ediff $(BUILD)/test-run
+	@mkdir -p test/out
+	$(BUILD)/test-run --ediff ./ediff $(TESTS)
+
+SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+sanitize:
+	$(MAKE) --no-print-directory BUILD=build/sanitize OPT=-O1 SAN="$(SANFLAGS)" build/sanitize/ediff build/sanitize/test-run
+	@mkdir -p test/out
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 build/sanitize/test-run --ediff build/sanitize/ediff $(TESTS)
+
+clean:
+	rm -rf build ediff test/out

@@ -1,0 +1,27 @@
+/* test/run.c — runs every suite of test/suites.h; ends with "N passed, N failed".
+ * Usage: test-run [--ediff PATH] [--threads N] [FILTER]   (run from the repository root) */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUITE(name) void suite_##name(TestRun *T);
+#include "suites.h"
+#undef SUITE
+
+int main(int argc, char **argv)
+{
+    TestRun T = {0, 0, NULL, "./ediff"};
+    int i;
+    for (i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--ediff") == 0 && i + 1 < argc) T.ediff = argv[++i];
+        else if (strcmp(argv[i], "--threads") == 0 && i + 1 < argc) set_threads(atoi(argv[++i]));
+        else T.filter = argv[i];
+    }
+#define SUITE(name) suite_##name(&T);
+#include "suites.h"
+#undef SUITE
+    printf("%d passed, %d failed\n", T.passed, T.failed);
+    return T.failed ? 1 : 0;
+}

@@ -1,0 +1,3 @@
+/* One line per test suite (test/t_NAME.c defines suite_NAME), in the order they run. */
+SUITE(ops)
+SUITE(blob)
