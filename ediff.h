@@ -136,6 +136,14 @@ void embedding(float *y, const Tensor *table, const int32_t *ids, int n);   /* y
 void concat_channels(float *y, const float *a, int Ca, const float *b, int Cb, int HW);
 void vec_add(float *y, const float *x, size_t n);                       /* y += x */
 
+/* --- numpy .npy files (format 1.0): tensor dumps, injected noise, cross-checking ------------------ */
+/* Write float32 data of the given shape ("<f4", C order). */
+int npy_write(const char *path, const float *data, int rank, const int64_t *shape, char err[EDIFF_ERR]);
+/* Read a C-order "<f4" or "<f8" array as float32 (malloc'd, caller frees); at most MAX_RANK dims and
+ * max_elems elements. */
+int npy_read(const char *path, float **data, int *rank, int64_t shape[MAX_RANK], int64_t max_elems,
+             char err[EDIFF_ERR]);
+
 /* ================================================================ blob.c ======================= */
 
 /* The weight blob (docs/blob.md): mmapped read-only, every field validated before use. */

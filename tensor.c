@@ -640,3 +640,100 @@ void vec_add(float *y, const float *x, size_t n)
 OMP(omp parallel for schedule(static))
     for (i = 0; i < nn; i++) y[i] += x[i];
 }
+
+/* ------------------------------------------------------------------ .npy files -------------------- */
+/* numpy format 1.0: "\x93NUMPY", version 1.0, a little-endian u16 header length, then a Python dict
+ * literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces to a multiple
+ * of 64 bytes and ending in a newline, then the data. */
+
+int npy_write(const char *path, const float *data, int rank, const int64_t *shape, char err[EDIFF_ERR])
+{
+    char header[512];
+    int n, d, pad;
+    int64_t numel = 1;
+    FILE *f;
+    n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    for (d = 0; d < rank; d++) {
+        n += snprintf(header + n, sizeof header - (size_t)n, "%lld,%s", (long long)shape[d], d + 1 < rank ? " " : "");
+        numel *= shape[d];
+    }
+    n += snprintf(header + n, sizeof header - (size_t)n, "), }");
+    pad = (int)((64 - (10 + n + 1) % 64) % 64);
+    memset(header + n, ' ', (size_t)pad);
+    n += pad;
+    header[n++] = '\n';
+    if (!(f = fopen(path, "wb"))) {
+        snprintf(err, EDIFF_ERR, "%s: cannot write", path);
+        return -1;
+    }
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fputc(n & 255, f);
+    fputc(n >> 8, f);
+    fwrite(header, 1, (size_t)n, f);
+    fwrite(data, sizeof(float), (size_t)numel, f);       /* x86, ARM: little-endian floats */
+    if (fclose(f) != 0) {
+        snprintf(err, EDIFF_ERR, "%s: write error", path);
+        return -1;
+    }
+    return 0;
+}
+
+int npy_read(const char *path, float **data, int *rank, int64_t shape[MAX_RANK], int64_t max_elems,
+             char err[EDIFF_ERR])
+{
+    unsigned char pre[10];
+    char header[4096], *s;
+    int hlen, f8, r = 0;
+    int64_t numel = 1, i;
+    FILE *f = fopen(path, "rb");
+    *data = NULL;
+    if (!f) { snprintf(err, EDIFF_ERR, "%s: cannot open", path); return -1; }
+    if (fread(pre, 1, 10, f) != 10 || memcmp(pre, "\x93NUMPY", 6) != 0 || pre[6] != 1) {
+        fclose(f);
+        snprintf(err, EDIFF_ERR, "%s: not a version-1 .npy file", path);
+        return -1;
+    }
+    hlen = pre[8] | pre[9] << 8;
+    if (hlen >= (int)sizeof header || fread(header, 1, (size_t)hlen, f) != (size_t)hlen) {
+        fclose(f);
+        snprintf(err, EDIFF_ERR, "%s: bad .npy header", path);
+        return -1;
+    }
+    header[hlen] = 0;
+    f8 = strstr(header, "'descr': '<f8'") != NULL;
+    if ((!f8 && !strstr(header, "'descr': '<f4'")) || !strstr(header, "'fortran_order': False") ||
+        !(s = strstr(header, "'shape': ("))) {
+        fclose(f);
+        snprintf(err, EDIFF_ERR, "%s: only C-order float32/float64 .npy arrays are read", path);
+        return -1;
+    }
+    for (s += 10; *s && *s != ')';) {
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s || v < 0 || r == MAX_RANK || (v && numel > max_elems / v)) {
+            fclose(f);
+            snprintf(err, EDIFF_ERR, "%s: bad or too large shape", path);
+            return -1;
+        }
+        shape[r++] = v;
+        numel *= v;
+        s = end;
+        while (*s == ',' || *s == ' ') s++;
+    }
+    *rank = r;
+    *data = xmalloc((size_t)numel * sizeof(float) + 1);
+    if (f8) {
+        double v;
+        for (i = 0; i < numel && fread(&v, sizeof v, 1, f) == 1; i++) (*data)[i] = (float)v;
+    } else {
+        i = (int64_t)fread(*data, sizeof(float), (size_t)numel, f);
+    }
+    fclose(f);
+    if (i != numel) {
+        free(*data);
+        *data = NULL;
+        snprintf(err, EDIFF_ERR, "%s: file holds fewer than the %lld elements of its shape", path, (long long)numel);
+        return -1;
+    }
+    return 0;
+}
