@@ -135,6 +135,10 @@ void avg_pool2d(float *y, const float *x, int C, int H, int W, int k, int stride
 void embedding(float *y, const Tensor *table, const int32_t *ids, int n);   /* y[n, dim] = table[ids] */
 void concat_channels(float *y, const float *a, int Ca, const float *b, int Cb, int HW);
 void vec_add(float *y, const float *x, size_t n);                       /* y += x */
+/* diffusers' get_timestep_embedding (Timesteps, max_period 10000): half = dim/2,
+ * f_k = exp(-ln(10000) k / (half - freq_shift)), out = [sin(t f_k) | cos(t f_k)], the halves swapped
+ * (cos first) when flip_sin_to_cos, a trailing 0 for odd dim; in float32 as diffusers computes it. */
+void timestep_embedding(float *out, float t, int dim, int flip_sin_to_cos, float freq_shift);
 
 /* --- numpy .npy files (format 1.0): tensor dumps, injected noise, cross-checking ------------------ */
 /* Write float32 data of the given shape ("<f4", C order). */

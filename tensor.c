@@ -641,6 +641,18 @@ OMP(omp parallel for schedule(static))
     for (i = 0; i < nn; i++) y[i] += x[i];
 }
 
+void timestep_embedding(float *out, float t, int dim, int flip_sin_to_cos, float freq_shift)
+{
+    const float neg_ln_period = (float)-log(10000.0);
+    int half = dim / 2, k;
+    for (k = 0; k < half; k++) {                          /* float32 throughout, as diffusers computes it */
+        float arg = t * expf(neg_ln_period * (float)k / ((float)half - freq_shift));
+        out[flip_sin_to_cos ? half + k : k] = sinf(arg);
+        out[flip_sin_to_cos ? k : half + k] = cosf(arg);
+    }
+    if (dim % 2) out[dim - 1] = 0.0f;
+}
+
 /* ------------------------------------------------------------------ .npy files -------------------- */
 /* numpy format 1.0: "\x93NUMPY", version 1.0, a little-endian u16 header length, then a Python dict
  * literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces to a multiple

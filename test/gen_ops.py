@@ -187,6 +187,17 @@ tensors["convert.f32_to_f16.x"] = x
 with np.errstate(over="ignore"):                                  # 1e6 and 65520 round to inf, as intended
     tensors["convert.f32_to_f16.want"] = x.astype(np.float16).view(np.uint16).astype(np.int32)
 
+# --- sinusoidal timestep embedding (diffusers get_timestep_embedding, in float32 as diffusers computes it):
+# EDM's c_noise = ln(sigma)/4 range, an odd width, and a DDPM-style integer timestep (arguments up to 500,
+# where float32 sin/cos implementations differ by a few ulp of the argument, hence its looser tolerance)
+from diffusers.models.embeddings import get_timestep_embedding  # noqa: E402
+for t, dim, flip, shift, tol in [(0.25 * np.log(80.0), 32, 1, 0.0, 1e-6), (-1.55, 7, 1, 0.0, 1e-6),
+                                 (0.0, 16, 0, 1.0, 1e-6), (0.3, 64, 0, 1.0, 1e-6), (500.0, 320, 1, 0.0, 1e-4)]:
+    emb = get_timestep_embedding(torch.tensor([t], dtype=torch.float32), dim, flip_sin_to_cos=bool(flip),
+                                 downscale_freq_shift=shift)[0]
+    add("timestep_embedding", f"t{t:.4g}.d{dim}" + (".flip" if flip else "") + f".shift{shift:g}",
+        params=np.array([t, dim, flip, shift, tol], np.float64), want=emb.double().numpy())
+
 meta = {f"cases.{op}": ",".join(names) for op, names in cases.items()}
 meta["generator"] = "test/gen_ops.py, torch " + torch.__version__
 path = os.path.join(ROOT, "test", "ref", "ops.bin")

@@ -256,6 +256,23 @@ static void concat_case(TestRun *T, const Blob *ref, const char *op, const char 
     free(a); free(b); free(want);
 }
 
+static void timestep_embedding_case(TestRun *T, const Blob *ref, const char *op, const char *c)
+{
+    char name[128];
+    const Tensor *p = field_tensor(T, ref, op, c, "params");
+    size_t n = 0;
+    float *want = field(T, ref, op, c, "want", &n), *y;
+    test_name(name, sizeof name, op, c);
+    if (selected(T, name) && p && want) {
+        y = xmalloc(sizeof(float) * n);
+        timestep_embedding(y, (float)((const double *)p->data)[0], field_int(p, 1), field_int(p, 2),
+                           (float)((const double *)p->data)[3]);
+        check_close(T, name, y, want, n, ((const double *)p->data)[4], TOL_ABS);
+        free(y);
+    }
+    free(want);
+}
+
 /* ------------------------------------------------------------------ half precision ---------------- */
 
 static void conversions(TestRun *T, const Blob *ref)
@@ -304,6 +321,7 @@ void suite_ops(TestRun *T)
     each_case(T, &ref, "avg_pool2d", resample_case);
     each_case(T, &ref, "embedding", embedding_case);
     each_case(T, &ref, "concat_channels", concat_case);
+    each_case(T, &ref, "timestep_embedding", timestep_embedding_case);
     conversions(T, &ref);
     blob_close(&ref);
 }
