@@ -25,25 +25,40 @@ int report(TestRun *T, int ok, const char *name, const char *detail_fmt, ...)
     return ok;
 }
 
-int check_close(TestRun *T, const char *name, const float *got, const float *want, size_t n,
-                double tol, int mode)
+/* got/want are float (dbl = 0) or double (dbl = 1) arrays. */
+static int compare(TestRun *T, const char *name, const void *got, const void *want, int dbl, size_t n,
+                   double tol, int mode)
 {
-    double max_abs = 0.0, scale = 0.0, err;
+    double max_abs = 0.0, scale = 0.0, err, g = 0, w = 0;
     size_t i, worst = 0;
     int finite = 1;
     for (i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - (double)want[i]);
-        if (!(got[i] == got[i]) || isinf(got[i])) finite = 0;
-        if (d > max_abs) { max_abs = d; worst = i; }
-        if (fabs(want[i]) > scale) scale = fabs(want[i]);
+        double gi = dbl ? ((const double *)got)[i] : ((const float *)got)[i];
+        double wi = dbl ? ((const double *)want)[i] : ((const float *)want)[i];
+        double d = fabs(gi - wi);
+        if (!(gi == gi) || isinf(gi)) finite = 0;
+        if (d > max_abs) { max_abs = d; worst = i; g = gi; w = wi; }
+        if (fabs(wi) > scale) scale = fabs(wi);
     }
     err = mode == TOL_REL ? (scale > 0 ? max_abs / scale : max_abs) : max_abs;
     if (!finite)
         return report(T, 0, name, "non-finite output (n=%zu)", n);
     if (err <= tol)
         return report(T, 1, name, "%s %.2e  (tol %.0e, n=%zu)", mode == TOL_REL ? "max-rel" : "max-abs", err, tol, n);
-    return report(T, 0, name, "%s %.2e  (tol %.0e, n=%zu) worst at %zu: got %.8g want %.8g",
-                  mode == TOL_REL ? "max-rel" : "max-abs", err, tol, n, worst, got[worst], want[worst]);
+    return report(T, 0, name, "%s %.2e  (tol %.0e, n=%zu) worst at %zu: got %.10g want %.10g",
+                  mode == TOL_REL ? "max-rel" : "max-abs", err, tol, n, worst, g, w);
+}
+
+int check_close(TestRun *T, const char *name, const float *got, const float *want, size_t n,
+                double tol, int mode)
+{
+    return compare(T, name, got, want, 0, n, tol, mode);
+}
+
+int check_close_f64(TestRun *T, const char *name, const double *got, const double *want, size_t n,
+                    double tol, int mode)
+{
+    return compare(T, name, got, want, 1, n, tol, mode);
 }
 
 int open_ref(TestRun *T, Blob *b, const char *file)

@@ -21,6 +21,9 @@ int  report(TestRun *T, int ok, const char *name, const char *detail_fmt, ...);
 enum { TOL_ABS = 0, TOL_REL = 1 };
 int  check_close(TestRun *T, const char *name, const float *got, const float *want, size_t n,
                  double tol, int mode);
+/* The same for double arrays (samplers, whose state is double). */
+int  check_close_f64(TestRun *T, const char *name, const double *got, const double *want, size_t n,
+                     double tol, int mode);
 /* Open test/ref/FILE; a failure is recorded as a failed test named after the file. */
 int  open_ref(TestRun *T, Blob *b, const char *file);
 /* A reference tensor as a malloc'd float32 array (any dtype); NULL (and a failed test) if absent. */
