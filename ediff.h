@@ -196,4 +196,159 @@ const char   *ld_str_or(Loader *L, const char *dflt, const char *key_fmt, ...);
 int           ld_ints(Loader *L, int *out, int max, const char *key_fmt, ...); /* "32,64,128" */
 int           ld_bool_or(Loader *L, int dflt, const char *key_fmt, ...);
 
+/* ================================================================ sampler.c ==================== */
+/* The diffusion core (docs/sampling.md): the random generator, the EDM-preconditioned expert ensemble,
+ * the samplers, classifier-free guidance and the super-resolution conditioning. The sampler state x
+ * lives in double (as NVlabs/edm samples in float64); networks run in float32; the boundary between
+ * the two is the preconditioning. Functions that take sizes trust them (callers validated the config). */
+
+/* --- Randomness: Philox4x32-10 (Salmon et al. 2011) + Box-Muller in double ------------------------
+ * Normal number i of stream s under seed k is a pure function of (k, s, i): the same on every platform
+ * and thread count (the log/sin/cos inside are ours, built from + - * / only). docs/sampling.md "RNG". */
+void philox4x32_10(const uint32_t ctr[4], const uint32_t key[2], uint32_t out[4]);
+typedef struct {
+    uint64_t seed, stream;
+    uint64_t offset;                  /* index of the next normal to draw */
+} Rng;
+Rng  rng_init(uint64_t seed, uint64_t stream);         /* offset 0 */
+void rng_normal(Rng *r, double *out, size_t n);        /* normals offset .. offset+n-1; offset += n */
+/* The stream of one purpose: image j of a run (0 for the first), stage s of the cascade (0 = base). */
+enum { RNG_INIT = 0, RNG_SAMPLER = 1, RNG_AUG = 2 };   /* initial noise, churn/ancestral noise, SR augmentation */
+uint64_t rng_stream(int image, int stage, int purpose);
+
+/* Where samplers get their standard normals, in draw order: an Rng in production, recorded tensors in
+ * the tests against k-diffusion/diffusers. */
+typedef struct {
+    void (*draw)(void *ctx, double *out, size_t n);
+    void *ctx;
+} NoiseSource;
+NoiseSource noise_from_rng(Rng *r);                    /* borrows r */
+
+/* --- The denoiser: D(x; sigma) over n doubles -------------------------------------------------------
+ * Samplers see only this; tests plug in analytic denoisers, the pipeline route -> precond -> UNet -> CFG. */
+typedef struct {
+    void  (*fn)(void *ctx, const double *x, double sigma, double *denoised);
+    void   *ctx;
+    size_t  n;
+} Denoiser;
+
+/* --- Expert ensemble (eDiff-I §4.1; docs/model.md "Experts") ------------------------------------------
+ * Expert k serves sigma_lo[k] <= sigma < sigma_hi[k]: lower bound inclusive; sigma_lo[0] = 0,
+ * sigma_hi[n-1] = inf, each sigma_hi[k] = sigma_lo[k+1]. */
+#define EXPERTS_MAX 64
+typedef struct {
+    int    n;
+    double sigma_lo[EXPERTS_MAX], sigma_hi[EXPERTS_MAX];
+} ExpertTable;
+/* Reads S.experts and S.k.sigma_lo / S.k.sigma_hi of stage S; checks the table is ordered, contiguous
+ * and covers [0, inf). Needs the metadata only, no weights. */
+int experts_load(ExpertTable *E, const Blob *b, const char *stage, char err[EDIFF_ERR]);
+int expert_for_sigma(const ExpertTable *E, double sigma);  /* the k holding sigma; -1 if none (NaN, < 0, inf) */
+
+/* --- EDM preconditioning (Karras et al. 2022, Table 1) ------------------------------------------------ */
+typedef struct { double c_skip, c_out, c_in, c_noise; } EdmScalings;
+EdmScalings edm_scalings(double sigma, double sigma_data);
+
+/* F_theta: the raw network of expert k, out [C,H,W] = F(input [C+C_lr,H,W]; c_noise), with one CFG
+ * branch's conditioning held in ctx. */
+typedef struct {
+    void (*forward)(void *ctx, int expert, const float *input, float c_noise, float *out);
+    void *ctx;
+} Network;
+/* D(x; sigma) = c_skip x + c_out F_k(c_in x [++ z_lr]; c_noise), k = expert_for_sigma(sigma). */
+typedef struct {
+    const ExpertTable *experts;
+    Network            net;
+    double             sigma_data;
+    int                C, H, W;     /* x is [C,H,W] */
+    const float       *z_lr;        /* super-resolution: [C_lr,H,W] concatenated after c_in x; else NULL */
+    int                C_lr;
+    float             *input, *out; /* scratch, owned: [C+C_lr,H,W] and [C,H,W] */
+} EdmDenoiser;
+/* Fills e (allocating its scratch; the pointers given are borrowed) and returns its Denoiser. */
+Denoiser edm_denoiser(EdmDenoiser *e, const ExpertTable *experts, Network net, double sigma_data,
+                      int C, int H, int W, const float *z_lr, int C_lr);
+void     edm_denoiser_free(EdmDenoiser *e);
+
+/* --- Classifier-free guidance: D_w = D_uncond + w (D_cond - D_uncond); w = 1 runs D_cond alone ------- */
+typedef struct {
+    const Denoiser *cond, *uncond;
+    double          scale;
+    double         *d_uncond;           /* scratch, owned (NULL when scale is 1) */
+} Guidance;
+/* uncond may be NULL when scale is 1 (then only cond runs: no wasted pass). */
+Denoiser cfg_denoiser(Guidance *g, const Denoiser *cond, const Denoiser *uncond, double scale);
+void     cfg_free(Guidance *g);
+/* The encoder outputs of one branch (docs/model.md "Conditioning"); NULL = dropped (all zero). */
+typedef struct {
+    const float *t5_tokens, *clip_tokens, *clip_text_embed, *clip_image_embed;
+} Conditioning;
+/* The unconditional branch of cond: the text encodings are the negative prompt's (negative != NULL) or
+ * dropped; the CLIP image embedding is kept in super-resolution stages (keep_image), else dropped. */
+Conditioning cfg_uncond(const Conditioning *cond, const Conditioning *negative, int keep_image);
+
+/* --- Noise schedules and samplers (docs/sampling.md; k-diffusion sampling.py) ----------------------- */
+enum { SAMPLER_HEUN = 0, SAMPLER_EULER, SAMPLER_EULER_A, SAMPLER_DDPM, SAMPLER_DPMPP_2M, SAMPLER_COUNT };
+typedef struct {
+    int    kind;                        /* SAMPLER_* */
+    int    steps;                       /* N: sigmas before the final 0 */
+    double sigma_min, sigma_max, rho;   /* Karras schedule (every sampler but ddpm) */
+    double s_churn, s_tmin, s_tmax;     /* stochastic churn (heun, euler) */
+    double s_noise;                     /* noise scale of churn and of ancestral steps */
+    double eta;                         /* ancestral noise fraction (euler_a) */
+} SamplerConfig;
+int         sampler_from_name(const char *name);      /* "heun" "euler" "euler_a" "ddpm" "dpmpp2m"; -1 */
+const char *sampler_name(int kind);
+void        sampler_defaults(SamplerConfig *c);       /* heun, 18 steps, 0.002..80, rho 7, no churn */
+int         sampler_check(const SamplerConfig *c, char err[EDIFF_ERR]);
+/* sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho, then 0: N+1 values. */
+void karras_sigmas(double *sigmas, int n, double sigma_min, double sigma_max, double rho);
+/* The DDPM grid: sigma_t = sqrt((1 - abar_t)/abar_t) of a linear beta schedule (T steps, beta_start ..
+ * beta_end) at diffusers' "leading" timesteps t_k = (N-1-k) floor(T/N), then 0: N+1 values, N <= T. */
+void ddpm_sigmas(double *sigmas, int n, int T, double beta_start, double beta_end);
+#define DDPM_T          1000            /* the grid of --sampler ddpm: Ho et al. 2020's linear schedule */
+#define DDPM_BETA_START 1e-4
+#define DDPM_BETA_END   0.02
+void sampler_sigmas(const SamplerConfig *c, double *sigmas);  /* the grid of c->kind: N+1 values */
+/* Each sampler walks sigmas[0 .. c->steps] (decreasing, may end in 0), updating x in place. */
+void sample_heun(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x);
+void sample_euler(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x);
+void sample_euler_ancestral(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise,
+                            const double *sigmas, double *x);
+void sample_dpmpp_2m(const SamplerConfig *c, const Denoiser *D, const double *sigmas, double *x);
+/* The sampler of c->kind (ddpm = euler_a with eta 1, s_noise 1, on the ddpm grid). */
+void sample(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x);
+
+/* --- Stages of the cascade (docs/blob.md "Pipeline keys") ------------------------------------------ */
+typedef struct {
+    char          name[64];
+    int           resolution;
+    ExpertTable   experts;
+    double        sigma_data;
+    SamplerConfig sampler;              /* the stage's defaults: S.sampler, S.steps, S.sigma_min, ... */
+    double        cfg_scale;
+    int           sr;                   /* super-resolution: S.lowres_upsample is present */
+    double        aug_sigma;            /* SR: inference noise-augmentation level */
+    int           aug_dim;              /* SR: width of aug_features */
+} StageConfig;
+int stage_config_load(StageConfig *S, const Blob *b, const char *stage, char err[EDIFF_ERR]);
+
+/* x = sigma_0 n (n = init, else stream RNG_INIT), sampled by c with churn/ancestral noise from stream
+ * RNG_SAMPLER, clamped to [-1, 1]: out [D->n] floats. */
+void stage_sample(const SamplerConfig *c, const Denoiser *D, uint64_t seed, int image, int stage,
+                  const float *init, float *out);
+
+/* --- Super-resolution conditioning (docs/model.md "Super-resolution stages") ----------------------- */
+/* z_lr [C,H,W] = up(y_lr [C,h,w]) + sigma_aug n: bilinear with half-pixel centres, n drawn from noise. */
+void lowres_condition(float *z_lr, const float *y_lr, int C, int h, int w, int H, int W, double sigma_aug,
+                      const NoiseSource *noise);
+/* aug_features [dim] = timestep_embedding(ln(sigma_aug)/4), cos half first (as time_proj embeds c_noise). */
+void aug_features(float *out, double sigma_aug, int dim);
+
+/* --- Input and output --------------------------------------------------------------------------- */
+/* Initial noise from a .npy of shape [C,H,W] or [1,C,H,W] (float32 or float64): *noise malloc'd. */
+int  noise_load(const char *path, int C, int H, int W, float **noise, char err[EDIFF_ERR]);
+/* [3,H,W] in [-1,1] -> [H,W,3] bytes: round-half-even((clamp(x,-1,1) + 1) * 127.5) in float32. */
+void image_to_rgb8(uint8_t *rgb, const float *x, int H, int W);
+
 #endif /* EDIFF_H */

@@ -1,3 +1,4 @@
 /* One line per test suite (test/t_NAME.c defines suite_NAME), in the order they run. */
 SUITE(ops)
 SUITE(blob)
+SUITE(sampler)
