@@ -332,6 +332,11 @@ typedef struct {
     int           aug_dim;              /* SR: width of aug_features */
 } StageConfig;
 int stage_config_load(StageConfig *S, const Blob *b, const char *stage, char err[EDIFF_ERR]);
+/* The cascade: the stages named by the comma-separated key `stages`, in order, with a stage replaced by
+ * the alternative `use` (NULL: none) that `stage_alternatives` lists as use:REPLACED. The first stage
+ * must generate from text, every later one must be a super-resolution stage. Returns the count (<= max). */
+#define CASCADE_MAX 8
+int cascade_load(StageConfig *stages, int max, const Blob *b, const char *use, char err[EDIFF_ERR]);
 
 /* x = sigma_0 n (n = init, else stream RNG_INIT), sampled by c with churn/ancestral noise from stream
  * RNG_SAMPLER, clamped to [-1, 1]: out [D->n] floats. */

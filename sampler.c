@@ -552,6 +552,52 @@ int stage_config_load(StageConfig *S, const Blob *b, const char *stage, char err
     return L.failed ? -1 : 0;
 }
 
+/* The next item of the comma-separated list *s into buf, advancing *s; its length (>= bufn: too long),
+ * or -1 at the end of the list. */
+static long next_item(const char **s, char *buf, size_t bufn)
+{
+    size_t len = strcspn(*s, ",");
+    if (!**s) return -1;
+    snprintf(buf, bufn, "%.*s", (int)(len < bufn ? len : bufn - 1), *s);
+    *s += len + ((*s)[len] == ',');
+    return (long)len;
+}
+
+int cascade_load(StageConfig *stages, int max, const Blob *b, const char *use, char err[EDIFF_ERR])
+{
+    Loader L;
+    const char *list, *alternatives, *s, *a;
+    char name[64], alt[160];
+    long len;
+    int n = 0, used = 0;
+    loader_init(&L, b, "");
+    list = ld_str(&L, "stages");
+    alternatives = ld_str_or(&L, "", "stage_alternatives");
+    for (s = list; !L.failed && (len = next_item(&s, name, sizeof name)) >= 0;) {
+        for (a = alternatives; use && next_item(&a, alt, sizeof alt) >= 0;) {     /* "use:name" replaces name */
+            char *colon = strchr(alt, ':');
+            if (colon && strcmp(colon + 1, name) == 0 && (size_t)(colon - alt) == strlen(use) &&
+                strncmp(alt, use, strlen(use)) == 0 && strlen(use) < sizeof name) {
+                strcpy(name, use);
+                used = 1;
+            }
+        }
+        if (len == 0 || len >= (long)sizeof name) loader_fail(&L, "stages '%s': bad stage name", list);
+        else if (n == max) loader_fail(&L, "stages '%s': more than %d stages", list, max);
+        else if (stage_config_load(&stages[n], b, name, err)) return -1;
+        else if (n == 0 && stages[n].sr)
+            loader_fail(&L, "stage '%s' is a super-resolution stage but comes first", name);
+        else if (n > 0 && !stages[n].sr)
+            loader_fail(&L, "stage '%s' follows another stage but is not a super-resolution stage", name);
+        else n++;
+    }
+    if (!L.failed && n == 0) loader_fail(&L, "stages '%s': no stage", list);
+    if (!L.failed && use && !used)
+        loader_fail(&L, "'%s' replaces no stage (stage_alternatives '%s')", use, alternatives);
+    memcpy(err, L.err, EDIFF_ERR);
+    return L.failed ? -1 : n;
+}
+
 void stage_sample(const SamplerConfig *c, const Denoiser *D, uint64_t seed, int image, int stage,
                   const float *init, float *out)
 {

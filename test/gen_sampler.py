@@ -195,6 +195,11 @@ put_stage("toy", bounds, resolution=32, sigma_data=0.5, sampler="dpmpp2m", steps
 put_stage("toysr", [(0.0, b1 * 2), (b1 * 2, math.inf)], resolution=64, sigma_data=0.5, lowres_upsample="bilinear",
           aug_sigma=0.25, aug_dim=32)
 put_stage("single", [(0.0, math.inf)], resolution=16, sigma_data=0.5)
+put_stage("srfirst", [(0.0, math.inf)], resolution=64, sigma_data=0.5, lowres_upsample="bilinear", aug_sigma=0.25,
+          aug_dim=32)
+put_stage("basesecond", [(0.0, math.inf)], resolution=64, sigma_data=0.5)
+meta["stages"] = "toy,toysr"                       # the cascade, and its alternatives (docs/blob.md)
+meta["stage_alternatives"] = "single:toy,srfirst:toy,basesecond:toysr"
 bad = {"gap": ([(0.0, b1), (b1 * 1.0000001, b2), (b2, math.inf)], None, {}, "does not start where"),
        "order": ([(0.0, b2), (b2, b1), (b1, math.inf)], None, {}, "is empty"),
        "lo": ([(0.001, b1), (b1, b2), (b2, math.inf)], None, {}, "must start at sigma_lo=0"),

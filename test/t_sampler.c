@@ -248,6 +248,25 @@ static void stages_good(TestRun *T, const Blob *ref)
            "single: %s", ok ? "as written" : "MISMATCH");
 }
 
+/* The cascade `stages=toy,toysr` and its alternatives: single replaces toy; an SR stage first, a base
+ * stage second, or an alternative that replaces nothing are refused. */
+static void cascade(TestRun *T, const Blob *ref)
+{
+    StageConfig S[CASCADE_MAX];
+    char e1[EDIFF_ERR], e2[EDIFF_ERR], e3[EDIFF_ERR], e4[EDIFF_ERR], e5[EDIFF_ERR];
+    int n1, n2, ok;
+    if (!selected(T, "sampler.cascade_load")) return;
+    n1 = cascade_load(S, CASCADE_MAX, ref, NULL, e1);
+    ok = n1 == 2 && strcmp(S[0].name, "toy") == 0 && strcmp(S[1].name, "toysr") == 0 && S[1].sr;
+    n2 = cascade_load(S, CASCADE_MAX, ref, "single", e2);
+    ok = ok && n2 == 2 && strcmp(S[0].name, "single") == 0 && strcmp(S[1].name, "toysr") == 0;
+    ok = ok && cascade_load(S, CASCADE_MAX, ref, "srfirst", e3) == -1 && strstr(e3, "'srfirst' is a super-resolution");
+    ok = ok && cascade_load(S, CASCADE_MAX, ref, "basesecond", e4) == -1 && strstr(e4, "is not a super-resolution");
+    ok = ok && cascade_load(S, CASCADE_MAX, ref, "toysr", e5) == -1 && strstr(e5, "'toysr' replaces no stage");
+    ok = ok && cascade_load(S, 1, ref, NULL, e1) == -1 && strstr(e1, "more than 1 stages");
+    report(T, ok, "sampler.cascade_load", "toy,toysr; single replaces toy; refused: %s | %s | %s", e3, e4, e5);
+}
+
 static void stage_bad_case(TestRun *T, const Blob *ref, const char *c)
 {
     char name[128], key[128], stage[64], err[EDIFF_ERR] = "";
@@ -699,6 +718,7 @@ void suite_sampler(TestRun *T)
     each_case(T, &ref, "sample", sample_case);
     experts_toy(T, &ref);
     stages_good(T, &ref);
+    cascade(T, &ref);
     each_case(T, &ref, "stage_bad", stage_bad_case);
     edm_precond(T, &ref);
     edm_heun(T, &ref);
