@@ -316,7 +316,8 @@ void sample_euler(const SamplerConfig *c, const Denoiser *D, const NoiseSource *
 void sample_euler_ancestral(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise,
                             const double *sigmas, double *x);
 void sample_dpmpp_2m(const SamplerConfig *c, const Denoiser *D, const double *sigmas, double *x);
-/* The sampler of c->kind (ddpm = euler_a with eta 1, s_noise 1, on the ddpm grid). */
+/* The sampler of c->kind over sigmas from sampler_sigmas(c) (ddpm: euler_a with eta 1 and s_noise 1 on
+ * the DDPM grid). noise may be NULL for dpmpp2m, which draws none. */
 void sample(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x);
 
 /* --- Stages of the cascade (docs/blob.md "Pipeline keys") ------------------------------------------ */
