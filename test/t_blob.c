@@ -73,6 +73,7 @@ static void corruption(TestRun *T)
     int truncations = 0, trunc_ok = 0, flips = 0, flip_ok = 0, refixed = 0, refixed_ok = 0, accepted = 0;
     unsigned seed = 12345;
     Blob b;
+    if (!selected(T, "blob.corruption")) { free(good); return; }
     if (!good) { report(T, 0, "blob.corruption", "cannot read test/ref/convert_st.bin"); return; }
     buf = xmalloc(n + 1);
     /* Truncations: every length of the header, then spread over the rest of the file. */
