@@ -128,7 +128,9 @@ int  act_from_name(const char *name);  /* HF/diffusers names ("relu", "silu", "s
 void activate(int act, float *x, size_t n);
 
 /* --- Resampling, pooling, embedding, concatenation ------------------------------------------------- */
-void upsample_nearest(float *y, const float *x, int C, int H, int W, int factor);
+/* Nearest-neighbour resize [C,H,W] -> [C,H2,W2], PyTorch interpolate(mode="nearest") (integer factor
+ * or an explicit size: source index floor(o * (in/out)) with the ratio in float, as PyTorch does). */
+void upsample_nearest(float *y, const float *x, int C, int H, int W, int H2, int W2);
 /* Bilinear resize [C,H,W] -> [C,H2,W2]; align_corners 0 = half-pixel centres (PyTorch default). */
 void resize_bilinear(float *y, const float *x, int C, int H, int W, int H2, int W2, int align_corners);
 void avg_pool2d(float *y, const float *x, int C, int H, int W, int k, int stride);

@@ -561,15 +561,23 @@ OMP(omp parallel for schedule(static))
 
 /* ------------------------------------------------------------------ resampling -------------------- */
 
-void upsample_nearest(float *y, const float *x, int C, int H, int W, int factor)
+/* Source index of output index o, as PyTorch's nearest mode computes it (float scale in/out, floor). */
+static int nearest_tap(int o, int in, int out)
+{
+    int s = (int)floorf((float)o * ((float)in / (float)out));
+    return s < in - 1 ? s : in - 1;
+}
+
+void upsample_nearest(float *y, const float *x, int C, int H, int W, int H2, int W2)
 {
     int c;
-    long H2 = (long)H * factor, W2 = (long)W * factor;
 OMP(omp parallel for schedule(static))
     for (c = 0; c < C; c++)
-        for (long oy = 0; oy < H2; oy++)
-            for (long ox = 0; ox < W2; ox++)
-                y[((long)c * H2 + oy) * W2 + ox] = x[((long)c * H + oy / factor) * W + ox / factor];
+        for (int oy = 0; oy < H2; oy++) {
+            const float *xr = x + ((long)c * H + nearest_tap(oy, H, H2)) * W;
+            float *yr = y + ((long)c * H2 + oy) * W2;
+            for (int ox = 0; ox < W2; ox++) yr[ox] = xr[nearest_tap(ox, W, W2)];
+        }
 }
 
 /* Source coordinate of output index o, as torch.nn.functional.interpolate computes it. */

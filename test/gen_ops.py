@@ -157,7 +157,7 @@ for act, fn in acts.items():
 for C, H, W, f in [(3, 5, 7, 2), (2, 4, 4, 3)]:
     x = f32(C, H, W)
     add("upsample_nearest", f"C{C}.{H}x{W}.f{f}", x=x, want=F.interpolate(d64(x)[None], scale_factor=f, mode="nearest")[0].numpy(),
-        params=np.array([C, H, W, f], np.int32))
+        params=np.array([C, H, W, H * f, W * f], np.int32))
 for C, H, W, H2, W2, ac in [(2, 5, 7, 10, 14, 0), (3, 16, 16, 5, 7, 0), (2, 4, 6, 9, 13, 1)]:
     x = f32(C, H, W)
     want = F.interpolate(d64(x)[None], size=(H2, W2), mode="bilinear", align_corners=bool(ac))[0].numpy()
@@ -197,6 +197,15 @@ for t, dim, flip, shift, tol in [(0.25 * np.log(80.0), 32, 1, 0.0, 1e-6), (-1.55
                                  downscale_freq_shift=shift)[0]
     add("timestep_embedding", f"t{t:.4g}.d{dim}" + (".flip" if flip else "") + f".shift{shift:g}",
         params=np.array([t, dim, flip, shift, tol], np.float64), want=emb.double().numpy())
+
+# --- nearest resize to an explicit size (diffusers' Upsample2D with output_size, odd UNet inputs); drawn
+# from a separate generator so the cases above keep their values.
+rng_size = np.random.default_rng(99)
+for C, H, W, H2, W2 in [(2, 3, 3, 5, 6), (3, 5, 6, 9, 11), (2, 7, 4, 13, 8), (1, 14, 9, 20, 5)]:
+    x = rng_size.standard_normal((C, H, W)).astype(np.float32)
+    add("upsample_nearest", f"C{C}.{H}x{W}to{H2}x{W2}", x=x,
+        want=F.interpolate(d64(x)[None], size=(H2, W2), mode="nearest")[0].numpy(),
+        params=np.array([C, H, W, H2, W2], np.int32))
 
 meta = {f"cases.{op}": ",".join(names) for op, names in cases.items()}
 meta["generator"] = "test/gen_ops.py, torch " + torch.__version__

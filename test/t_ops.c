@@ -211,7 +211,8 @@ static void resample_case(TestRun *T, const Blob *ref, const char *op, const cha
     if (selected(T, name) && p && x && want) {
         y = xmalloc(sizeof(float) * n);
         if (strcmp(op, "upsample_nearest") == 0)
-            upsample_nearest(y, x, field_int(p, 0), field_int(p, 1), field_int(p, 2), field_int(p, 3));
+            upsample_nearest(y, x, field_int(p, 0), field_int(p, 1), field_int(p, 2), field_int(p, 3),
+                             field_int(p, 4));
         else if (strcmp(op, "resize_bilinear") == 0)
             resize_bilinear(y, x, field_int(p, 0), field_int(p, 1), field_int(p, 2), field_int(p, 3),
                             field_int(p, 4), field_int(p, 5));
