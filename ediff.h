@@ -359,4 +359,147 @@ int  noise_load(const char *path, int C, int H, int W, float **noise, char err[E
 /* [3,H,W] in [-1,1] -> [H,W,3] bytes: round-half-even((clamp(x,-1,1) + 1) * 127.5) in float32. */
 void image_to_rgb8(uint8_t *rgb, const float *x, int H, int W);
 
+/* ================================================================ unet.c ======================= */
+
+/* diffusers' UNet2DConditionModel (docs/unet.md): structure and parameter names are diffusers', so a
+ * real diffusers checkpoint converted by weights/convert.py either runs exactly or is refused at load
+ * with one line naming the config value ediff does not implement. Pixel space, no VAE (eDiff-I).
+ * Weights point into the blob; the small arrays of blocks are owned by the Unet (unet_free). */
+
+#define UNET_MAX_LEVELS 8        /* len(block_out_channels) */
+#define UNET_MAX_LAYERS 16       /* layers_per_block, transformer_layers_per_block */
+
+/* The parameters of one nn.Linear / nn.Conv2d / nn.GroupNorm / nn.LayerNorm; bias NULL when absent. */
+typedef struct { const Tensor *weight, *bias; } UnetLayer;
+
+/* ResnetBlock2D: GN-SiLU-conv1, + time_emb_proj(SiLU(emb)) (added, or FiLM for "scale_shift"),
+ * GN-SiLU-conv2, + shortcut (conv_shortcut when cin != cout), / output_scale_factor. */
+typedef struct {
+    int       cin, cout;
+    float     output_scale_factor;
+    UnetLayer norm1, conv1, time_emb_proj, norm2, conv2, conv_shortcut;
+} UnetResnet;
+
+/* diffusers Attention: to_q/to_k/to_v without bias (attention_bias=False), to_out.0 with bias. */
+typedef struct {
+    int       cross;               /* keys/values from the context: attn2, and attn1 if only_cross_attention */
+    UnetLayer to_q, to_k, to_v, to_out;
+} UnetAttention;
+
+/* BasicTransformerBlock: LN-attn1, LN-attn2 (cross), LN-GEGLU feed-forward, each with a residual. */
+typedef struct {
+    UnetLayer     norm1, norm2, norm3;
+    UnetAttention attn1, attn2;
+    Tensor        ff_value_w, ff_value_b, ff_gate_w, ff_gate_b;  /* views of the halves of ff.net.0.proj */
+    UnetLayer     ff_out;                                        /* ff.net.2 */
+} UnetTransformerBlock;
+
+/* Transformer2DModel (continuous input): GroupNorm, proj_in, blocks over the h*w tokens, proj_out, + x. */
+typedef struct {
+    int                   channels, heads, head_dim, ff_dim, n_blocks;   /* tokens are heads*head_dim wide */
+    UnetLayer             norm, proj_in, proj_out;
+    UnetTransformerBlock *blocks;                                         /* n_blocks, owned */
+} UnetTransformer;
+
+/* A down/up block (DownBlock2D, CrossAttnDownBlock2D, UpBlock2D, CrossAttnUpBlock2D) or the mid block:
+ * resnets[j] (then attentions[j] in a CrossAttn* block); the mid block is resnets[0], then
+ * attentions[j], resnets[j+1]. */
+typedef struct {
+    int              n_resnets, has_attention;
+    UnetResnet      *resnets;      /* n_resnets, owned */
+    UnetTransformer *attentions;   /* n_resnets (mid block: n_resnets - 1) when has_attention, owned */
+    UnetLayer        sampler;      /* downsamplers.0.conv / upsamplers.0.conv; weight NULL if none */
+} UnetBlock;
+
+enum { UNET_MID_NONE = 0, UNET_MID_RESNET = 1, UNET_MID_CROSSATTN = 2 };  /* None, UNetMidBlock2D, ...CrossAttn */
+
+/* Every config value that changes the computation, after diffusers' own defaults and expansions. */
+typedef struct {
+    int   in_channels, out_channels, n_levels;
+    int   block_out_channels[UNET_MAX_LEVELS];
+    int   layers_per_block[UNET_MAX_LEVELS];
+    int   down_attention[UNET_MAX_LEVELS];          /* 1: CrossAttnDownBlock2D */
+    int   up_attention[UNET_MAX_LEVELS];            /* 1: CrossAttnUpBlock2D (index = up block) */
+    int   heads[UNET_MAX_LEVELS];                   /* attention_head_dim (diffusers' legacy name) */
+    int   transformer_layers[UNET_MAX_LEVELS];
+    int   only_cross_attention[UNET_MAX_LEVELS];
+    int   mid_block;                                /* UNET_MID_* */
+    int   cross_attention_dim;                      /* width of the keys'/values' input */
+    int   encoder_hid_dim;                          /* 0, or the input width of encoder_hid_proj (text_proj) */
+    int   context_dim;                              /* width of the context given to unet_forward */
+    int   use_linear_projection, norm_num_groups;
+    float norm_eps;
+    int   scale_shift;                              /* resnet_time_scale_shift == "scale_shift" */
+    int   flip_sin_to_cos;
+    float freq_shift;
+    int   time_embed_dim;
+    int   class_embed_dim;                          /* 0, or projection_class_embeddings_input_dim */
+    int   time_embedding_act, timestep_post_act;   /* ACT_NONE or ACT_SILU */
+    int   conv_in_kernel, conv_out_kernel, downsample_padding;
+    float mid_block_scale_factor;
+} UnetConfig;
+
+typedef struct {
+    UnetConfig config;
+    UnetLayer  conv_in, conv_norm_out, conv_out, encoder_hid_proj;
+    UnetLayer  time_embedding[2];                   /* time_embedding.linear_1, .linear_2 */
+    UnetLayer  class_embedding[2];                  /* class_embedding.linear_1, .linear_2 ("projection") */
+    UnetBlock  down[UNET_MAX_LEVELS], mid, up[UNET_MAX_LEVELS];
+} Unet;
+
+/* Paint-with-words (eDiff-I §4.3; docs/unet.md): every cross-attention layer computes
+ * softmax((Q Kᵀ + W)/sqrt(d)) V with W = weight · max(Q Kᵀ) · A, max over all heads, queries and keys
+ * of that call, and A the map of the layer's grid: A[p, j] = how much pixel p paints context token j. */
+typedef struct {
+    int          h, w;             /* the attention grid */
+    const float *A;                /* [h*w, n_ctx], row-major */
+} PaintMap;
+typedef struct {
+    const PaintMap *maps;          /* one per grid of unet_attention_grids() */
+    int             n_maps, n_ctx;
+    float           weight;        /* w' · ln(1 + sigma) for this call */
+} PaintBias;
+
+/* Optional tensor dumps: called with diffusers module paths ("conv_in", "down_blocks.1.attentions.0",
+ * "mid_block", "up_blocks.0.resnets.1", "conv_out", ...) and the module's output as PyTorch shapes it
+ * ([1, C, H, W] images, [1, T, D] tokens, [1, D] vectors). x is valid only during the call. */
+typedef struct {
+    void (*fn)(void *ctx, const char *name, const float *x, int rank, const int64_t *shape);
+    void *ctx;
+} DumpHook;
+
+/* Load the UNet named by prefix ("unet.", "base.0.unet."): config from PREFIX<field> metadata, every
+ * tensor checked for existence and shape. Unsupported config values are refused with one line. */
+int  unet_load(Unet *u, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
+void unet_free(Unet *u);
+/* The distinct grids (h, w) at which cross-attention runs for an H x W input, into grids[2*i], [2*i+1];
+ * returns their number (at most max), or -1 if the input size is too small for the UNet. */
+int  unet_attention_grids(const Unet *u, int H, int W, int *grids, int max);
+/* An upper bound of the arena bytes one unet_forward needs (size the arena once per run). */
+size_t unet_arena_bytes(const Unet *u, int H, int W, int n_ctx);
+/* out[out_channels, H, W] = UNet(x[in_channels, H, W]; timestep, context[n_ctx, context_dim],
+ * class_vec[class_embed_dim] (NULL when the UNet has no class embedding)). paint and hook may be NULL.
+ * Activations come from the arena, which is left as it was found. */
+int  unet_forward(const Unet *u, Arena *a, const float *x, int H, int W, float timestep,
+                  const float *context, int n_ctx, const float *class_vec, const PaintBias *paint,
+                  const DumpHook *hook, float *out, char err[EDIFF_ERR]);
+
+/* eDiff-I's conditioning module, weights/ediffi.py EDiffIConditioning (docs/model.md "Conditioning"):
+ * t5_proj, clip_proj, image_proj (nn.Linear) and a learned null_token. Widths are read off the tensors. */
+typedef struct {
+    int       t5_dim, clip_dim, embed_dim, dim;    /* d_t5, d_clip, E_clip, cross-attention context width */
+    UnetLayer t5_proj, clip_proj, image_proj;
+    const Tensor *null_token;                       /* [1, dim] or [dim] */
+} Cond;
+int  cond_load(Cond *c, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
+/* Rows of the context: L5 + n_clip + 2. */
+int  cond_context_rows(int L5, int n_clip);
+/* context = rows(t5_proj(t5_tokens[L5]), clip_proj(clip_tokens[n_clip]), image_proj(clip_image_embed),
+ * null_token), [cond_context_rows, dim]. A NULL input is a dropped conditioning (all zeros). */
+void cond_context(const Cond *c, const float *t5_tokens, int L5, const float *clip_tokens, int n_clip,
+                  const float *clip_image_embed, float *context);
+/* class_vec = concat(clip_text_embed, clip_image_embed, aug[n_aug]) (NULL = zeros), 2*embed_dim + n_aug. */
+void cond_class_vector(const Cond *c, const float *clip_text_embed, const float *clip_image_embed,
+                       const float *aug, int n_aug, float *class_vec);
+
 #endif /* EDIFF_H */
