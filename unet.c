@@ -970,15 +970,13 @@ int unet_forward(const Unet *u, Arena *a, const float *x, int H, int W, float ti
         dump(&r, name, h, 4, C, hs[lv], ws[lv]);
     }
 
-    m = arena_mark(a);                                             /* conv_norm_out, SiLU, conv_out */
-    {
+    {                                                              /* conv_norm_out, SiLU, conv_out */
         float *g = arena_alloc(a, (size_t)C0 * H * W);
         group_norm(g, h, C0, H * W, c->norm_num_groups, c->norm_eps, u->conv_norm_out.weight, u->conv_norm_out.bias,
                    1);
         conv2d(out, g, C0, H, W, u->conv_out.weight, u->conv_out.bias, 1, (c->conv_out_kernel - 1) / 2);
         dump(&r, "conv_out", out, 4, c->out_channels, H, W);
     }
-    arena_reset(a, m);
     arena_reset(a, m0);
     return 0;
 }
