@@ -2,3 +2,4 @@
 SUITE(ops)
 SUITE(blob)
 SUITE(sampler)
+SUITE(encoders)
