@@ -44,7 +44,8 @@ EMBEDDINGS = ("shared.", "embed_tokens", "token_embedding", "position_embedding"
 def randomize(model, seed):
     """O(1) random weights instead of HF's small init, so attention is peaked, biases matter and the
     outputs are far from trivial: norms 1 + 0.2 N(0,1), biases 0.1 N(0,1), embeddings and the
-    relative-position table N(0,1), matrices N(0,1)/sqrt(fan_in)."""
+    relative-position table N(0,1), matrices N(0,1)/sqrt(fan_in). T5's q gets a further 1/sqrt(d_kv),
+    the attention scale T5 folds into q (its own init does the same), so logits stay O(1)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -57,6 +58,8 @@ def randomize(model, seed):
                 p.copy_(0.1 * r)
             else:
                 p.copy_(r / p[0].numel() ** 0.5)
+            if name.endswith("SelfAttention.q.weight"):
+                p.mul_(model.config.d_kv ** -0.5)
     return model.eval()
 
 

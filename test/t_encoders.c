@@ -378,6 +378,7 @@ static void clip_text_case(Ctx *C, const char *c)
                     if (now() - t0 < best) best = now() - t0;
                 }
                 print_time(C, "clip_text", c, best);
+                print_memory(C, "clip_text", c);
             }
             arena_free(&a);
         }
@@ -525,6 +526,7 @@ static void clip_vision_case(Ctx *C, const char *c)
                         if (now() - t0 < best) best = now() - t0;
                     }
                     print_time(C, "clip_vision", c, best);
+                    print_memory(C, "clip_vision", c);
                 }
                 arena_free(&a);
             }
