@@ -106,6 +106,8 @@ int t5_load(T5Encoder *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]
     c->max_distance = ld_size(&L, 128, "relative_attention_max_distance");
     c->eps = (float)ld_float_or(&L, 1e-6, "layer_norm_epsilon");
     t5_feed_forward(&L, ld_str_or(&L, "relu", "feed_forward_proj"), c);
+    if (!L.failed && (long)c->num_heads * c->d_kv > MAX_SIZE)
+        loader_fail(&L, "metadata %snum_heads * d_kv = %ld exceeds %ld", prefix, (long)c->num_heads * c->d_kv, MAX_SIZE);
     if (!L.failed && (c->num_buckets < 4 || c->max_distance <= c->num_buckets / 4))
         loader_fail(&L, "metadata %srelative_attention_num_buckets=%d, _max_distance=%d: need >= 4 buckets and "
                     "max_distance > buckets/4", prefix, c->num_buckets, c->max_distance);
@@ -636,8 +638,9 @@ int clip_vision_load(ClipVision *m, const Blob *b, const char *prefix, char err[
     m->patch_size = ld_size(&L, 32, "vision.patch_size");
     if (!L.failed && ld_int_or(&L, 3, "vision.num_channels") != 3)
         loader_fail(&L, "metadata '%svision.num_channels': only RGB (3) images are supported", prefix);
-    if (!L.failed && m->patch_size > m->image_size)
-        loader_fail(&L, "metadata %svision: patch_size %d exceeds image_size %d", prefix, m->patch_size, m->image_size);
+    if (!L.failed && (m->patch_size > m->image_size || (long)(m->image_size / m->patch_size) * (m->image_size / m->patch_size) >= MAX_SIZE))
+        loader_fail(&L, "metadata %svision: image_size %d and patch_size %d do not give 1..%ld patches", prefix,
+                    m->image_size, m->patch_size, MAX_SIZE - 1);
     if (!L.failed) clip_processor_config(&L, &m->processor, m->image_size);
     if (L.failed) return load_done(&L, err);
     {

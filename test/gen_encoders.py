@@ -29,8 +29,9 @@ import blob  # noqa: E402
 import convert  # noqa: E402
 
 import transformers  # noqa: E402
-from transformers import (CLIPImageProcessorPil, CLIPTextConfig, CLIPTextModelWithProjection,  # noqa: E402
-                          CLIPVisionConfig, CLIPVisionModelWithProjection, T5Config, T5EncoderModel)
+from transformers import (CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPTextConfig,  # noqa: E402
+                          CLIPTextModelWithProjection, CLIPVisionConfig, CLIPVisionModelWithProjection, T5Config,
+                          T5EncoderModel)
 from transformers.models.t5.modeling_t5 import T5Attention  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -49,6 +50,8 @@ def randomize(model, seed):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
+            if p.ndim == 0:                              # CLIPModel's logit_scale: unused here
+                continue
             r = torch.randn(p.shape, generator=g, dtype=torch.float64)
             if "norm" in name:
                 p.copy_(1 + 0.2 * r if name.endswith("weight") else 0.1 * r)
@@ -251,6 +254,30 @@ def clip_vision_case(ref, name, config, seed, processor, image, outdir, f16=Fals
     return model
 
 
+def clip_model_cases(ref, name, config, seed, rows, image, outdir):
+    """A whole CLIPModel (both towers under one `clip.` prefix, projection_dim at the top level):
+    adds a clip_text and a clip_vision case NAME reading the same blob."""
+    model = build(CLIPModel, config, seed)
+    save_and_convert(model, f"enc_clip_model_{name}", outdir)
+    m64 = as_f64(model)
+    ids_t = torch.tensor(rows)
+    pixels = torch.from_numpy(ref.tensors[f"preprocess.{image}.want"]).double()[None]
+    with torch.no_grad():
+        text = m64.text_model(input_ids=ids_t)
+        vision = m64.vision_model(pixel_values=pixels)
+        k = ref.case("clip_text", name)
+        ref.meta[k + "model"] = f"enc_clip_model_{name}"
+        ref.tensors[k + "ids"] = np.array(rows, np.int32)
+        ref.tensors[k + "want_hidden"] = f32(text.last_hidden_state)
+        ref.tensors[k + "want_embeds"] = f32(m64.text_projection(text.pooler_output))
+        k = ref.case("clip_vision", name)
+        ref.meta[k + "model"] = f"enc_clip_model_{name}"
+        ref.meta[k + "image"] = image
+        ref.tensors[k + "want_embeds"] = f32(m64.visual_projection(vision.pooler_output)[0])
+        ref.tensors[k + "want_hidden"] = f32(vision.last_hidden_state[0])
+        ref.tensors[k + "want_pooled"] = f32(vision.pooler_output[0])
+
+
 # ------------------------------------------------------------------------------ the committed cases
 
 def main():
@@ -313,6 +340,15 @@ def main():
                                                 intermediate_size=64, projection_dim=40, image_size=30, patch_size=6,
                                                 hidden_act="gelu", layer_norm_eps=1e-6),
                      seed=32, processor=proc_b, image="b_40x61", outdir=REF, f16=True, hooks=True)
+
+    # A whole CLIPModel: its nested configs keep the default projection_dim 512 while the model uses
+    # the top-level 24; convert.py must write the latter for both towers.
+    clip_model_cases(ref, "m", CLIPConfig(
+        text_config=dict(vocab_size=40, hidden_size=16, num_attention_heads=2, num_hidden_layers=1, intermediate_size=32,
+                         max_position_embeddings=12, eos_token_id=39, bos_token_id=38, pad_token_id=0),
+        vision_config=dict(hidden_size=16, num_attention_heads=2, num_hidden_layers=1, intermediate_size=32,
+                           image_size=32, patch_size=16), projection_dim=24),
+        seed=51, rows=[[38] + rng.integers(0, 38, 6).tolist() + [39] * 5], image="a_97x31", outdir=REF)
 
     ref.write(os.path.join(REF, "enc_ref.bin"))
     total = sum(os.path.getsize(os.path.join(REF, f)) for f in os.listdir(REF) if f.startswith("enc_"))
