@@ -396,10 +396,10 @@ typedef struct {
 } T5Encoder;
 /* Config from `prefix`+T5Config fields and every weight, shape-checked; 0 or -1 with err. */
 int    t5_load(T5Encoder *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
-void   t5_free(T5Encoder *m);
+void   t5_free(T5Encoder *m);                               /* frees the block array (not the blob) */
 /* Bucket of relative position (key - query) in the bidirectional encoder (T5Attention). */
 int    t5_relative_position_bucket(int relative_position, int num_buckets, int max_distance);
-size_t t5_arena_bytes(const T5Encoder *m, int T);
+size_t t5_arena_bytes(const T5Encoder *m, int T);            /* scratch of one t5_encode of T ids */
 /* out[T, d_model] = last_hidden_state of ids[T]; mask[T] (1 real, 0 padding) or NULL for all real.
  * Padded keys are masked; padded query rows are computed like HF's (callers ignore them). */
 int    t5_encode(const T5Encoder *m, const int32_t *ids, const int32_t *mask, int T, float *out,
@@ -422,9 +422,10 @@ typedef struct {
     const Tensor   *token_embedding, *position_embedding, *final_ln_w, *final_ln_b, *projection;
     ClipLayer      *layer;      /* cfg.num_layers entries, owned */
 } ClipText;
+/* Config from `prefix`+"text."+CLIPTextConfig fields and every weight, shape-checked; 0 or -1 with err. */
 int    clip_text_load(ClipText *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
 void   clip_text_free(ClipText *m);
-size_t clip_text_arena_bytes(const ClipText *m, int T);
+size_t clip_text_arena_bytes(const ClipText *m, int T);   /* scratch of one clip_text_encode of T ids */
 /* Position whose hidden state is pooled: the first id == eos_token_id, or, for legacy configs with
  * eos_token_id == 2, the first maximal id (HF CLIPTextTransformer). */
 int    clip_text_pool_index(const ClipText *m, const int32_t *ids, int T);
@@ -440,7 +441,7 @@ typedef struct {
     double rescale_factor;                /* 1/255 */
     float  image_mean[3], image_std[3];
 } ClipImageProcessor;
-/* pixels[3, crop_height, crop_width] from an 8-bit RGB image rgb[h][w][3]; bit-exact with Pillow's
+/* pixels[3, crop_height, crop_width] from an 8-bit RGB image rgb[h][w][3]; bit-exact with Pillow 13's
  * resize and the float32 arithmetic of HF's numpy path. 0 or -1 with err (bad size). */
 int    clip_preprocess(const ClipImageProcessor *p, const uint8_t *rgb, int w, int h, float *pixels,
                        char err[EDIFF_ERR]);
@@ -449,14 +450,15 @@ int    clip_preprocess(const ClipImageProcessor *p, const uint8_t *rgb, int w, i
 typedef struct {
     ClipTowerConfig    cfg;
     int                image_size, patch_size;
-    ClipImageProcessor processor;        /* clip.vision.{shortest_edge, crop_size, rescale_factor, image_mean, image_std} */
+    ClipImageProcessor processor;        /* clip.vision.{shortest_edge, crop_height, crop_width, rescale_factor, image_mean, image_std} */
     const Tensor      *class_embedding, *patch_embedding, *position_embedding;
     const Tensor      *pre_ln_w, *pre_ln_b, *post_ln_w, *post_ln_b, *projection;
     ClipLayer         *layer;            /* cfg.num_layers entries, owned */
 } ClipVision;
+/* Config (tower and preprocessing) from `prefix`+"vision." keys and every weight, shape-checked. */
 int    clip_vision_load(ClipVision *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
 void   clip_vision_free(ClipVision *m);
-size_t clip_vision_arena_bytes(const ClipVision *m);
+size_t clip_vision_arena_bytes(const ClipVision *m);       /* scratch of one clip_vision_encode */
 /* image_embeds[E] of pixels[3, S, S] (S = image_size, preprocessed); optionally last_hidden[1+G², W]
  * (the last layer's output, no norm) and pooled[W] (post_layernorm of the class token); NULL skips. */
 void   clip_vision_encode(const ClipVision *m, const float *pixels, float *image_embeds, float *last_hidden,
