@@ -560,3 +560,30 @@ int ld_bool_or(Loader *L, int dflt, const char *key_fmt, ...)
     loader_fail(L, "metadata '%s=%s' is not true or false", key, v);
     return dflt;
 }
+
+int ld_floats_or(Loader *L, double *out, int max, const char *key_fmt, ...)
+{
+    char key[256], item[64];
+    const char *v, *s;
+    int n = 0;
+    va_list ap;
+    va_start(ap, key_fmt);
+    v = meta_value(L, 0, key_fmt, ap, key, sizeof key);
+    va_end(ap);
+    if (!v) return 0;
+    for (s = v; *s;) {
+        size_t len = strcspn(s, ",");
+        if (len == 0 || len >= sizeof item || n == max) goto bad;
+        memcpy(item, s, len);
+        item[len] = 0;
+        if (parse_double(item, &out[n])) goto bad;
+        n++;
+        s += len;
+        if (*s == ',') s++;
+    }
+    if (n == 0) goto bad;
+    return n;
+bad:
+    loader_fail(L, "metadata '%s=%s' is not a list of at most %d numbers", key, v, max);
+    return 0;
+}

@@ -142,6 +142,14 @@ void vec_add(float *y, const float *x, size_t n);                       /* y += 
  * (cos first) when flip_sin_to_cos, a trailing 0 for odd dim; in float32 as diffusers computes it. */
 void timestep_embedding(float *out, float t, int dim, int flip_sin_to_cos, float freq_shift);
 
+/* Optional observer of intermediate outputs (--dump, cross-checks): fn is called with the HF module
+ * path of the output ("encoder.block.3", "text_model.encoder.layers.1", "visual_projection"), its
+ * data (valid only during the call) and its shape without the batch dimension. NULL = no hook. */
+typedef struct {
+    void (*fn)(void *ctx, const char *name, const float *x, int rank, const int64_t *shape);
+    void *ctx;
+} DumpHook;
+
 /* --- numpy .npy files (format 1.0): tensor dumps, injected noise, cross-checking ------------------ */
 /* Write float32 data of the given shape ("<f4", C order). */
 int npy_write(const char *path, const float *data, int rank, const int64_t *shape, char err[EDIFF_ERR]);
@@ -196,6 +204,9 @@ double        ld_float_or(Loader *L, double dflt, const char *key_fmt, ...);
 const char   *ld_str(Loader *L, const char *key_fmt, ...);
 const char   *ld_str_or(Loader *L, const char *dflt, const char *key_fmt, ...);
 int           ld_ints(Loader *L, int *out, int max, const char *key_fmt, ...); /* "32,64,128" */
+/* A list of numbers ("0.5,0.25"): its length, or 0 if the key is absent (out untouched: the caller's
+ * defaults stay). A malformed list, or more than max numbers, is an error. */
+int           ld_floats_or(Loader *L, double *out, int max, const char *key_fmt, ...);
 int           ld_bool_or(Loader *L, int dflt, const char *key_fmt, ...);
 
 /* ================================================================ sampler.c ==================== */
@@ -463,11 +474,6 @@ typedef struct {
 /* Optional tensor dumps: called with diffusers module paths ("conv_in", "down_blocks.1.attentions.0",
  * "mid_block", "up_blocks.0.resnets.1", "conv_out", ...) and the module's output as PyTorch shapes it
  * ([1, C, H, W] images, [1, T, D] tokens, [1, D] vectors). x is valid only during the call. */
-typedef struct {
-    void (*fn)(void *ctx, const char *name, const float *x, int rank, const int64_t *shape);
-    void *ctx;
-} DumpHook;
-
 /* Load the UNet named by prefix ("unet.", "base.0.unet."): config from PREFIX<field> metadata, every
  * tensor checked for existence and shape. Unsupported config values are refused with one line. */
 int  unet_load(Unet *u, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
@@ -501,5 +507,101 @@ void cond_context(const Cond *c, const float *t5_tokens, int L5, const float *cl
 /* class_vec = concat(clip_text_embed, clip_image_embed, aug[n_aug]) (NULL = zeros), 2*embed_dim + n_aug. */
 void cond_class_vector(const Cond *c, const float *clip_text_embed, const float *clip_image_embed,
                        const float *aug, int n_aug, float *class_vec);
+
+/* ================================================================ encoders.c =================== */
+/* The three frozen encoders of eDiff-I (§4.2) with Hugging Face `transformers` semantics and names
+ * (docs/encoders.md): T5EncoderModel, CLIPTextModelWithProjection, CLIPVisionModelWithProjection, and
+ * CLIPImageProcessor's preprocessing. A model struct holds its config and Tensor pointers into the
+ * blob (nothing is copied); the per-layer pointer array is malloc'd by *_load and freed by *_free.
+ * Forward functions write into caller buffers and take their scratch from the Arena (size it with
+ * *_arena_bytes); the arena is back at its entry mark when they return. */
+
+/* --- T5 encoder: T5 v1.0 (relu) and v1.1 (gated-gelu), transformers T5EncoderModel ------------- */
+typedef struct {
+    int   vocab_size, d_model, d_kv, num_heads, d_ff, num_layers;
+    int   num_buckets, max_distance;  /* relative_attention_num_buckets, relative_attention_max_distance */
+    int   gated, act;                 /* from feed_forward_proj: "relu" -> 0, ACT_RELU; "gated-gelu" -> 1, ACT_GELU_TANH */
+    float eps;                        /* layer_norm_epsilon (RMS norm) */
+} T5Config;
+typedef struct {
+    const Tensor *ln_attn, *q, *k, *v, *o;  /* layer.0: layer_norm, SelfAttention.{q,k,v,o} */
+    const Tensor *ln_ff, *wi0, *wi1, *wo;   /* layer.1: layer_norm, DenseReluDense.{wi or wi_0, wi_1 (gated only), wo} */
+} T5Block;
+typedef struct {
+    T5Config      cfg;
+    const Tensor *embed;        /* shared.weight (or encoder.embed_tokens.weight) [vocab_size, d_model] */
+    const Tensor *rel_bias;     /* encoder.block.0.layer.0.SelfAttention.relative_attention_bias [buckets, heads] */
+    const Tensor *final_ln;     /* encoder.final_layer_norm.weight */
+    T5Block      *block;        /* num_layers entries, owned */
+} T5Encoder;
+/* Config from `prefix`+T5Config fields and every weight, shape-checked; 0 or -1 with err. */
+int    t5_load(T5Encoder *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
+void   t5_free(T5Encoder *m);                               /* frees the block array (not the blob) */
+/* Bucket of relative position (key - query) in the bidirectional encoder (T5Attention). */
+int    t5_relative_position_bucket(int relative_position, int num_buckets, int max_distance);
+size_t t5_arena_bytes(const T5Encoder *m, int T);            /* scratch of one t5_encode of T ids */
+/* out[T, d_model] = last_hidden_state of ids[T]; mask[T] (1 real, 0 padding) or NULL for all real.
+ * Padded keys are masked; padded query rows are computed like HF's (callers ignore them). */
+int    t5_encode(const T5Encoder *m, const int32_t *ids, const int32_t *mask, int T, float *out,
+                 Arena *a, const DumpHook *hook, char err[EDIFF_ERR]);
+
+/* --- CLIP: one pre-LN transformer layer type shared by both towers ------------------------------- */
+typedef struct {
+    int   hidden_size, num_heads, num_layers, intermediate_size, projection_dim, act;
+    float eps;                  /* layer_norm_eps */
+} ClipTowerConfig;
+typedef struct {
+    const Tensor *ln1_w, *ln1_b, *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *out_w, *out_b;
+    const Tensor *ln2_w, *ln2_b, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} ClipLayer;
+
+/* CLIP text tower (CLIPTextModelWithProjection; blob names text_model.*, text_projection.weight). */
+typedef struct {
+    ClipTowerConfig cfg;
+    int             vocab_size, max_positions, eos_token_id;
+    const Tensor   *token_embedding, *position_embedding, *final_ln_w, *final_ln_b, *projection;
+    ClipLayer      *layer;      /* cfg.num_layers entries, owned */
+} ClipText;
+/* Config from `prefix`+"text."+CLIPTextConfig fields and every weight, shape-checked; 0 or -1 with err. */
+int    clip_text_load(ClipText *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
+void   clip_text_free(ClipText *m);
+size_t clip_text_arena_bytes(const ClipText *m, int T);   /* scratch of one clip_text_encode of T ids */
+/* Position whose hidden state is pooled: the first id == eos_token_id, or, for legacy configs with
+ * eos_token_id == 2, the first maximal id (HF CLIPTextTransformer). */
+int    clip_text_pool_index(const ClipText *m, const int32_t *ids, int T);
+/* hidden[T, W] = last_hidden_state (after final_layer_norm) of ids[T] (T <= max_positions, causal);
+ * text_embeds[E] = text_projection(hidden[pool index]) if not NULL. */
+int    clip_text_encode(const ClipText *m, const int32_t *ids, int T, float *hidden, float *text_embeds,
+                        Arena *a, const DumpHook *hook, char err[EDIFF_ERR]);
+
+/* CLIPImageProcessor: shortest-edge resize with Pillow's bicubic, centre crop, rescale, normalise. */
+typedef struct {
+    int    shortest_edge;                 /* size.shortest_edge */
+    int    crop_height, crop_width;       /* crop_size */
+    double rescale_factor;                /* 1/255 */
+    float  image_mean[3], image_std[3];
+} ClipImageProcessor;
+/* pixels[3, crop_height, crop_width] from an 8-bit RGB image rgb[h][w][3]; bit-exact with Pillow 13's
+ * resize and the float32 arithmetic of HF's numpy path. 0 or -1 with err (bad size). */
+int    clip_preprocess(const ClipImageProcessor *p, const uint8_t *rgb, int w, int h, float *pixels,
+                       char err[EDIFF_ERR]);
+
+/* CLIP vision tower (CLIPVisionModelWithProjection; names vision_model.*, visual_projection.weight). */
+typedef struct {
+    ClipTowerConfig    cfg;
+    int                image_size, patch_size;
+    ClipImageProcessor processor;        /* clip.vision.{shortest_edge, crop_height, crop_width, rescale_factor, image_mean, image_std} */
+    const Tensor      *class_embedding, *patch_embedding, *position_embedding;
+    const Tensor      *pre_ln_w, *pre_ln_b, *post_ln_w, *post_ln_b, *projection;
+    ClipLayer         *layer;            /* cfg.num_layers entries, owned */
+} ClipVision;
+/* Config (tower and preprocessing) from `prefix`+"vision." keys and every weight, shape-checked. */
+int    clip_vision_load(ClipVision *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]);
+void   clip_vision_free(ClipVision *m);
+size_t clip_vision_arena_bytes(const ClipVision *m);       /* scratch of one clip_vision_encode */
+/* image_embeds[E] of pixels[3, S, S] (S = image_size, preprocessed); optionally last_hidden[1+G², W]
+ * (the last layer's output, no norm) and pooled[W] (post_layernorm of the class token); NULL skips. */
+void   clip_vision_encode(const ClipVision *m, const float *pixels, float *image_embeds, float *last_hidden,
+                          float *pooled, Arena *a, const DumpHook *hook);
 
 #endif /* EDIFF_H */

@@ -8,7 +8,8 @@ IN is one of
   - a PyTorch state dict `.pt` / `.pth` / `.bin` (torch.load with weights_only=True),
   - a Hugging Face model folder as `transformers` / `diffusers` save it (config.json + weights, sharded
     or not). The folder's config decides the component: T5 -> prefix "t5." and `t5.*` keys; CLIP (whole
-    model, text or vision tower) -> "clip." and `clip.text.*` / `clip.vision.*`; diffusers
+    model, text or vision tower) -> "clip." and `clip.text.*` / `clip.vision.*` (plus, for a vision
+    tower, the preprocessing of a `preprocessor_config.json` beside it); diffusers
     UNet2DConditionModel -> "unet." and `unet.*`.
 Tensor names stay those of the state dict, after the prefix. Non-float buffers (e.g. CLIP's int64
 `position_ids`) are not weights and are skipped. Without --dtype every float tensor keeps f32, f16 or
@@ -64,7 +65,10 @@ def component_of(config):
     if kind == "clip":
         meta = config_meta(config.get("text_config", {}), "clip.text.")
         meta.update(config_meta(config.get("vision_config", {}), "clip.vision."))
-        meta["clip.projection_dim"] = flat_value(config.get("projection_dim", 512))
+        # CLIPModel sizes both projections by its own projection_dim; the towers' fields may hold
+        # another (default) value, so they are overwritten to keep one truth per tower.
+        projection_dim = flat_value(config.get("projection_dim", 512))
+        meta["clip.projection_dim"] = meta["clip.text.projection_dim"] = meta["clip.vision.projection_dim"] = projection_dim
         return "clip.", meta
     if kind == "clip_text_model":
         return "clip.", config_meta(config, "clip.text.")
@@ -73,6 +77,28 @@ def component_of(config):
     if kind == "UNet2DConditionModel":
         return "unet.", config_meta(config, "unet.")
     raise SystemExit(f"convert.py: unsupported model type {kind!r} in config.json")
+
+
+def processor_meta(pp, prefix="clip.vision."):
+    """A CLIPImageProcessor preprocessor_config.json as the keys the C preprocessing reads:
+    shortest_edge, crop_height, crop_width, rescale_factor, image_mean, image_std (docs/encoders.md).
+    Absent fields take CLIPImageProcessor's defaults; settings the C side does not implement are refused."""
+    for flag in ("do_resize", "do_center_crop", "do_rescale", "do_normalize"):
+        if not pp.get(flag, True):
+            raise SystemExit(f"convert.py: preprocessor_config.json sets {flag}=false; ediff always resizes, "
+                             "crops, rescales and normalises")
+    if pp.get("resample", 3) != 3:
+        raise SystemExit(f"convert.py: preprocessor_config.json resample={pp['resample']}; only bicubic (3) is implemented")
+    size, crop = pp.get("size", {"shortest_edge": 224}), pp.get("crop_size", {"height": 224, "width": 224})
+    shortest = size if isinstance(size, int) else size.get("shortest_edge")
+    if shortest is None:
+        raise SystemExit(f"convert.py: preprocessor_config.json size={size}; only shortest_edge resizing is implemented")
+    height, width = (crop, crop) if isinstance(crop, int) else (crop["height"], crop["width"])
+    return {prefix + "shortest_edge": str(shortest), prefix + "crop_height": str(height),
+            prefix + "crop_width": str(width),
+            prefix + "rescale_factor": flat_value(float(pp.get("rescale_factor", 1 / 255))),
+            prefix + "image_mean": flat_value([float(v) for v in pp.get("image_mean", [0.48145466, 0.4578275, 0.40821073])]),
+            prefix + "image_std": flat_value([float(v) for v in pp.get("image_std", [0.26862954, 0.26130258, 0.27577711])])}
 
 
 # ------------------------------------------------------------------------------ reading checkpoints
@@ -155,6 +181,10 @@ def convert(src, dst, dtype=None, prefix=None, extra_meta=None):
     if os.path.isdir(src):
         config, tensors, kinds = read_folder(src)
         auto_prefix, meta = component_of(config)
+        processor = os.path.join(src, "preprocessor_config.json")
+        if auto_prefix == "clip." and any(k.startswith("clip.vision.") for k in meta) and os.path.exists(processor):
+            with open(processor) as f:
+                meta.update(processor_meta(json.load(f)))
     else:
         tensors, kinds = read_any(src)
         auto_prefix = ""
