@@ -604,4 +604,49 @@ size_t clip_vision_arena_bytes(const ClipVision *m);       /* scratch of one cli
 void   clip_vision_encode(const ClipVision *m, const float *pixels, float *image_embeds, float *last_hidden,
                           float *pooled, Arena *a, const DumpHook *hook);
 
+/* ================================================================ png.c ======================== */
+
+/* PNG images (docs/png.md), written and read by our own zlib/deflate. Reading accepts every colour
+ * type, bit depth and interlacing of the specification and gives 8-bit RGBA: grey is replicated,
+ * palettes and tRNS are applied (alpha 255 where the file has none), 1/2/4-bit samples are scaled
+ * exactly (x255, x85, x17) and 16-bit samples keep their high byte (as Pillow does for RGB/RGBA).
+ * Every chunk CRC and the Adler-32 are checked; a bad, truncated or oversized file gives one error
+ * line before anything large is allocated. Alpha, by use:
+ *   masks (paint-with-words)  a pixel is painted when it is visible and not black: A > 0 and
+ *                             max(R, G, B) > 0 (image_mask) — white-on-black or strokes on transparency
+ *   style / reference images  alpha is ignored: RGB as stored, as Pillow's convert("RGB") in the
+ *                             reference CLIPImageProcessor does */
+#define PNG_MAX_SIDE   16384         /* pixels per side, read or written */
+#define PNG_MAX_PIXELS (1 << 26)     /* width x height (64 Mpx: 256 MiB as RGBA) */
+#define PNG_TEXT_MAX   (1 << 20)     /* bytes of a text value, written or (decompressed) read */
+
+typedef struct {
+    int      w, h;
+    uint8_t *rgba;        /* w*h*4 bytes, row-major RGBA, malloc'd */
+    char    *parameters;  /* the "parameters" text (tEXt, zTXt or iTXt) as UTF-8, malloc'd; NULL if none */
+} Image;
+
+/* Read a PNG file / PNG bytes (label names it in errors). On failure *img is empty. Free with image_free. */
+int  png_read(const char *path, Image *img, char err[EDIFF_ERR]);
+int  png_decode(const uint8_t *data, size_t size, const char *label, Image *img, char err[EDIFF_ERR]);
+void image_free(Image *img);
+void image_mask(const Image *img, uint8_t *painted);   /* painted[w*h] = 1 where painted, else 0 */
+
+/* Write 8-bit pixels (row-major, `channels` interleaved: 1 grey, 2 grey+alpha, 3 RGB, 4 RGBA) with
+ * text chunks: text = {key, value, key, value, ..., NULL} or NULL. ASCII values go in tEXt, other UTF-8
+ * in iTXt. The file is written beside `path` under a temporary name and renamed into place when
+ * complete, so `path` is never left half-written. png_encode gives the bytes instead (*png malloc'd). */
+int  png_write(const char *path, const uint8_t *px, int w, int h, int channels, const char *const *text,
+               char err[EDIFF_ERR]);
+int  png_encode(const uint8_t *px, int w, int h, int channels, const char *const *text, uint8_t **png,
+                size_t *size, const char *label, char err[EDIFF_ERR]);
+
+/* The zlib format (RFC 1950/1951) underneath, for tests and the fuzz harness. zlib_decompress writes
+ * at most cap bytes into out (more is an error) and reports how many in *len; zlib_compress returns
+ * a malloc'd stream (n < 2^31). */
+int      zlib_decompress(const uint8_t *in, size_t n, uint8_t *out, size_t cap, size_t *len, const char *label,
+                         char err[EDIFF_ERR]);
+int      zlib_compress(const uint8_t *in, size_t n, uint8_t **out, size_t *out_len, char err[EDIFF_ERR]);
+uint32_t adler32_update(uint32_t adler, const void *data, size_t n);   /* start with 1 */
+
 #endif /* EDIFF_H */
