@@ -88,6 +88,26 @@ float *ref_f32(TestRun *T, const Blob *b, const char *name, size_t *n)
     return x;
 }
 
+unsigned char *read_file(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf;
+    long len;
+    if (!f) return NULL;
+    if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET)) {
+        fclose(f);
+        return NULL;
+    }
+    buf = xmalloc((size_t)len + 1);
+    *n = fread(buf, 1, (size_t)len, f);
+    fclose(f);
+    if (*n != (size_t)len) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
 int run_cmd(const char *cmd, char *out, size_t cap)
 {
     char full[4096], line[64];
