@@ -30,16 +30,18 @@ const char *dtype_name(int dtype)
 static float bits_to_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
 static uint32_t f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
-float f16_to_f32(uint16_t h)
+/* IEEE binary16 -> binary32, branch-free so conversion loops vectorise: the half's exponent and
+ * mantissa bits, moved to float positions, read as a float and scaled by 2^112 give every normal and
+ * subnormal half exactly; exponent 31 (inf/NaN) becomes 255; the sign is copied. */
+static inline float half_to_float(uint16_t h)
 {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, man = h & 1023;
-    if (exp == 31) return bits_to_f32(sign | 0x7F800000u | (man << 13));       /* inf / NaN */
-    if (exp == 0) {                                                              /* zero / subnormal */
-        float f = (float)man * (1.0f / 16777216.0f);                             /* man * 2^-24 */
-        return sign ? -f : f;
-    }
-    return bits_to_f32(sign | ((exp + 112) << 23) | (man << 13));
+    uint32_t em = (uint32_t)(h & 0x7FFFu) << 13, sign = (uint32_t)(h & 0x8000u) << 16;
+    float f = bits_to_f32(em) * 0x1p112f;
+    uint32_t u = (h & 0x7C00u) == 0x7C00u ? em | 0x7F800000u : f32_to_bits(f);
+    return bits_to_f32(u | sign);
 }
+
+float f16_to_f32(uint16_t h) { return half_to_float(h); }
 
 uint16_t f32_to_f16(float f)
 {
@@ -72,12 +74,12 @@ static void load_f32(float *dst, const void *p, int dtype, long off, long stride
     }
     case DT_F16: {
         const uint16_t *s = (const uint16_t *)p + off;
-        for (i = 0; i < n; i++) dst[i] = f16_to_f32(s[i * stride]);
+        for (i = 0; i < n; i++) dst[i] = half_to_float(s[i * stride]);
         break;
     }
     case DT_BF16: {
         const uint16_t *s = (const uint16_t *)p + off;
-        for (i = 0; i < n; i++) dst[i] = bf16_to_f32(s[i * stride]);
+        for (i = 0; i < n; i++) dst[i] = bits_to_f32((uint32_t)s[i * stride] << 16);
         break;
     }
     case DT_F64: {
@@ -107,6 +109,92 @@ float tensor_at(const Tensor *t, int64_t i)
 void tensor_to_f32(const Tensor *t, float *dst, int64_t start, int64_t n)
 {
     load_f32(dst, t->data, t->dtype, (long)start, 1, (long)n);
+}
+
+/* ------------------------------------------------------------------ vector-friendly math ---------- */
+/* Loops over these inline functions vectorise (a call to libm's expf per element does not). */
+
+/* exp(x) for float32: exp(x) = 2^n exp(r) with n = round(x / ln 2) and r = x - n ln 2 in two parts
+ * (Cody & Waite 1980), exp(r) by the polynomial of Cephes' expf (Moshier 1992), 2^n written into the
+ * exponent bits in two halves so subnormal results and results near FLT_MAX come out right. Relative
+ * error within a few ulp of expf (checked by test/t_ops.c over the whole float range); exp(-inf) = 0,
+ * exp(+inf) = inf, NaN stays NaN. */
+static inline float vexpf(float x)
+{
+    const float magic = 12582912.0f;                              /* 1.5 * 2^23: t - magic rounds */
+    float xc = x < -104.0f ? -104.0f : x > 89.0f ? 89.0f : x;     /* exp is 0 / inf beyond; NaN passes */
+    float t = xc * 1.44269504088896341f + magic, n = t - magic;
+    uint32_t u = f32_to_bits(t) - f32_to_bits(magic) + 256u;      /* n + 256, in [106, 384] */
+    uint32_t n1 = u >> 1, n2 = u - n1;                            /* n = (n1 - 128) + (n2 - 128) */
+    float r = xc - n * 0.693359375f, r2, p;
+    r = r - n * -2.12194440e-4f;
+    r2 = r * r;
+    p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    return p * bits_to_f32((n1 - 1u) << 23) * bits_to_f32((n2 - 1u) << 23);
+}
+
+/* The activations, per element, on vexpf. */
+static inline float silu_f(float x) { return x / (1.0f + vexpf(-x)); }             /* x sigmoid(x) */
+static inline float quick_gelu_f(float x) { return x / (1.0f + vexpf(-1.702f * x)); } /* CLIP */
+
+/* HF gelu_new: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), tanh(u) = 1 - 2 / (exp(2u) + 1). */
+static inline float gelu_tanh_f(float x)
+{
+    float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+    return 0.5f * x * (2.0f - 2.0f / (vexpf(2.0f * u) + 1.0f));
+}
+
+/* Exact GELU, x Phi(x) = x (1 - erfc(x/sqrt 2) / 2), through erfc(z) = t exp(-z^2 + P(t)),
+ * t = 1 / (1 + z/2), z >= 0, relative error < 1.2e-7 (Numerical Recipes' erfcc, a Chebyshev fit);
+ * for x < 0, x Phi(x) = x erfc(|x|/sqrt 2) / 2 keeps full relative accuracy in the tail. */
+static inline float gelu_f(float x)
+{
+    float z = (x < 0.0f ? -x : x) * 0.70710678118654752f, t = 1.0f / (1.0f + 0.5f * z), p, c;
+    p = 0.17087277f;
+    p = p * t - 0.82215223f;
+    p = p * t + 1.48851587f;
+    p = p * t - 1.13520398f;
+    p = p * t + 0.27886807f;
+    p = p * t - 0.18628806f;
+    p = p * t + 0.09678418f;
+    p = p * t + 0.37409196f;
+    p = p * t + 1.00002368f;
+    p = p * t - 1.26551223f;
+    c = t * vexpf(p - z * z);                    /* erfc(z) */
+    return x < 0.0f ? 0.5f * x * c : x - 0.5f * x * c;
+}
+
+/* Sum and maximum of n floats in a fixed order that vectorises: 16 interleaved partial results, then
+ * those in order. The same bits on every machine and for every vector width. */
+#define LANES 16
+
+static float sum_f32(const float *x, int n)
+{
+    float part[LANES] = {0}, s = 0.0f;
+    int i = 0, j;
+    for (; i + LANES <= n; i += LANES)
+        for (j = 0; j < LANES; j++) part[j] += x[i + j];
+    for (j = 0; i < n; i++, j++) part[j] += x[i];
+    for (j = 0; j < LANES; j++) s += part[j];
+    return s;
+}
+
+static float max_f32(const float *x, int n)
+{
+    float part[LANES], m = -INFINITY;
+    int i = 0, j;
+    for (j = 0; j < LANES; j++) part[j] = -INFINITY;
+    for (; i + LANES <= n; i += LANES)
+        for (j = 0; j < LANES; j++) part[j] = x[i + j] > part[j] ? x[i + j] : part[j];
+    for (j = 0; i < n; i++, j++) part[j] = x[i] > part[j] ? x[i] : part[j];
+    for (j = 0; j < LANES; j++) m = part[j] > m ? part[j] : m;
+    return m;
 }
 
 /* ------------------------------------------------------------------ memory ------------------------ */
@@ -191,13 +279,41 @@ int get_threads(void)
 }
 
 /* ------------------------------------------------------------------ GEMM -------------------------- */
-/* Goto/BLIS structure: for each KC-deep slice of K, pack B (KC x N) into NR-wide column panels and A
- * (M x KC) into MR-tall row panels, then run the MR x NR micro-kernel over every (row panel, column
- * panel) pair. Panels are zero-padded, so edge tiles cost the same as full ones. */
+/* Goto & van de Geijn, "Anatomy of high-performance matrix multiplication" (2008), as in BLIS: for each
+ * NC-wide block of columns and each KC-deep slice of K, pack B (KC x NC) into NR-wide column panels;
+ * for each MC-tall block of rows pack A (MC x KC) into MR-tall row panels; then the MR x NR micro-kernel
+ * runs over every (row panel, column panel) pair. Panels are zero-padded, so an edge tile costs one
+ * full tile and its partial store. Packing is where Mat's strides, f16/bf16 and the implicit im2col
+ * are resolved: the micro-kernel only ever sees contiguous float panels.
+ *
+ * Sizes (float32, for a core with 32 vector registers of 16 floats, 48 KiB L1d, 2 MiB L2): the MR x NR
+ * = 12 x 32 accumulator tile is 24 AVX-512 registers; a B micro-panel (KC x NR, 32 KiB) stays in L1
+ * while A micro-panels stream from the packed A block (MC x KC, 480 KiB) held in L2. Smaller vector
+ * units get the same code with more register spills; the results are identical. */
 
-#define MR 6
-#define NR 16
+#define MR 12
+#define NR 32
 #define KC 256
+#define MC 480          /* multiple of MR */
+#define NC 2048         /* multiple of NR */
+
+/* The micro-kernel is compiled for several x86-64 levels and the best one the CPU has is picked when
+ * the program starts (GCC/clang function multi-versioning, via the ELF ifunc of glibc): the default
+ * build runs on any x86-64 yet uses AVX-512 where present. Every version computes the same products
+ * and sums in the same order (the default build does not contract a*b+c into an FMA), so results are
+ * bit-identical whichever version runs. NATIVE=1 builds (-march=native) need no dispatch. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX512F__)
+#define KERNEL_VERSIONS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define KERNEL_VERSIONS
+#endif
+/* clang vectorises the row loop of the micro-kernel (with gathers) instead of its column loop unless
+ * told not to; other compilers need no hint. */
+#ifdef __clang__
+#define NO_VECTORIZE _Pragma("clang loop vectorize(disable)")
+#else
+#define NO_VECTORIZE
+#endif
 
 Mat mat_f32(const float *p, long rs, long cs)
 {
@@ -214,11 +330,16 @@ Mat mat_tensor(const Tensor *t, long rs, long cs)
     return m;
 }
 
-/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into a panel: dst[k*MR + i]. */
+/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into one panel: dst[k*MR + i], rows nr..MR-1 zero. */
 static void pack_a_panel(float *dst, const Mat *A, int r0, int nr, int k0, int kc)
 {
     int i, k;
-    if (A->cs == 1) {
+    if (A->cs == 1 && A->dtype == DT_F32) {
+        for (i = 0; i < nr; i++) {
+            const float *row = (const float *)A->p + (long)(r0 + i) * A->rs + k0;
+            for (k = 0; k < kc; k++) dst[k * MR + i] = row[k];
+        }
+    } else if (A->cs == 1) {
         float row[KC];
         for (i = 0; i < nr; i++) {
             load_f32(row, A->p, A->dtype, (long)(r0 + i) * A->rs + k0, 1, kc);
@@ -228,99 +349,192 @@ static void pack_a_panel(float *dst, const Mat *A, int r0, int nr, int k0, int k
         for (k = 0; k < kc; k++)
             load_f32(dst + k * MR, A->p, A->dtype, (long)r0 * A->rs + (long)(k0 + k) * A->cs, A->rs, nr);
     }
-    for (i = nr; i < MR; i++)
-        for (k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
+    if (nr < MR)
+        for (k = 0; k < kc; k++)
+            for (i = nr; i < MR; i++) dst[k * MR + i] = 0.0f;
 }
 
-/* Rows k0..k0+kc-1, columns c0..c0+nc-1 of B into a panel: dst[k*NR + j]. */
+/* Columns c0..c0+nc-1 of an implicit im2col matrix, rows k0..k0+kc-1, into a panel dst[k*NR + j].
+ * Column c is output pixel (c / wout, c % wout); along a run of one output row the input pixels are
+ * evenly spaced, so each run is a zero-fill, a strided copy and a zero-fill. */
+static void pack_b_im2col(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
+{
+    int k;
+    for (k = 0; k < kc; k++) {
+        int r = k0 + k, kx = r % B->kw, ky = (r / B->kw) % B->kh, ci = r / (B->kw * B->kh);
+        int off = kx * B->dil - B->pad, s = B->stride;                /* ix = ox*s + off */
+        int ox_lo = off >= 0 ? 0 : (-off + s - 1) / s;                 /* first ox with ix >= 0 */
+        int ox_hi = B->w - 1 - off >= 0 ? (B->w - 1 - off) / s + 1 : 0; /* past the last with ix < w */
+        const float *img = (const float *)B->p + (long)ci * B->h * B->w;
+        float *d = dst + k * NR;
+        int j = 0, oy = c0 / B->wout, ox = c0 % B->wout;
+        while (j < nc) {
+            int run = B->wout - ox < nc - j ? B->wout - ox : nc - j, t;
+            int iy = oy * s - B->pad + ky * B->dil;
+            int lo = ox_lo - ox, hi = ox_hi - ox;                      /* valid t in [lo, hi) */
+            if (lo < 0) lo = 0;
+            if (hi > run) hi = run;
+            if (iy < 0 || iy >= B->h || lo >= hi) {
+                for (t = 0; t < run; t++) d[j + t] = 0.0f;
+            } else {
+                const float *src = img + (long)iy * B->w + (long)ox * s + off;
+                for (t = 0; t < lo; t++) d[j + t] = 0.0f;
+                for (t = lo; t < hi; t++) d[j + t] = src[(long)t * s];
+                for (t = hi; t < run; t++) d[j + t] = 0.0f;
+            }
+            j += run;
+            ox = 0;
+            oy++;
+        }
+        for (; j < NR; j++) d[j] = 0.0f;
+    }
+}
+
+/* Rows k0..k0+kc-1, columns c0..c0+nc-1 of B into one panel: dst[k*NR + j], columns nc..NR-1 zero. */
 static void pack_b_panel(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
 {
     int j, k;
     if (B->kind == MAT_IM2COL) {
-        for (k = 0; k < kc; k++) {
-            int r = k0 + k, kx = r % B->kw, ky = (r / B->kw) % B->kh, ci = r / (B->kw * B->kh);
-            const float *img = (const float *)B->p + (long)ci * B->h * B->w;
-            float *d = dst + k * NR;
-            for (j = 0; j < nc; j++) {
-                int c = c0 + j, oy = c / B->wout, ox = c % B->wout;
-                int iy = oy * B->stride - B->pad + ky * B->dil, ix = ox * B->stride - B->pad + kx * B->dil;
-                d[j] = (iy >= 0 && iy < B->h && ix >= 0 && ix < B->w) ? img[(long)iy * B->w + ix] : 0.0f;
-            }
-            for (; j < NR; j++) d[j] = 0.0f;
-        }
+        pack_b_im2col(dst, B, k0, kc, c0, nc);
         return;
     }
     if (B->cs == 1 || B->rs != 1) {
-        for (k = 0; k < kc; k++) {
+        for (k = 0; k < kc; k++)
             load_f32(dst + k * NR, B->p, B->dtype, (long)(k0 + k) * B->rs + (long)c0 * B->cs, B->cs, nc);
-            for (j = nc; j < NR; j++) dst[k * NR + j] = 0.0f;
-        }
     } else {                                    /* column-contiguous (B = Wᵀ of a row-major W) */
         float col[KC];
         for (j = 0; j < nc; j++) {
             load_f32(col, B->p, B->dtype, (long)k0 + (long)(c0 + j) * B->cs, 1, kc);
             for (k = 0; k < kc; k++) dst[k * NR + j] = col[k];
         }
+    }
+    if (nc < NR)
         for (k = 0; k < kc; k++)
             for (j = nc; j < NR; j++) dst[k * NR + j] = 0.0f;
-    }
 }
 
-/* acc[MR][NR] = sum_k a[k*MR + i] * b[k*NR + j]; then C tile (+)= acc. */
-static void micro_kernel(int kc, const float *a, const float *b, float *C, long ldc,
-                         int mr, int nr, int accumulate)
+/* The micro-kernel: acc[MR][NR] = sum over k of a[k*MR + i] * b[k*NR + j] (k ascending), then the
+ * mr x nr corner of the C tile = acc (+ C when accumulate). The compiler keeps acc in vector
+ * registers and turns the j loop into vector multiplies and adds. */
+static KERNEL_VERSIONS void micro_kernel(int kc, const float *restrict a, const float *restrict b,
+                                         float *restrict C, long ldc, int mr, int nr, int accumulate)
 {
     float acc[MR][NR];
     int i, j, k;
     for (i = 0; i < MR; i++)
         for (j = 0; j < NR; j++) acc[i][j] = 0.0f;
-    for (k = 0; k < kc; k++) {
-        const float *ak = a + k * MR, *bk = b + k * NR;
-        for (i = 0; i < MR; i++) {
-            float ai = ak[i];
-            for (j = 0; j < NR; j++) acc[i][j] += ai * bk[j];
+    for (k = 0; k < kc; k++, a += MR, b += NR)
+        NO_VECTORIZE
+        for (i = 0; i < MR; i++)
+            for (j = 0; j < NR; j++) acc[i][j] += a[i] * b[j];
+    if (mr == MR && nr == NR) {
+        if (accumulate) for (i = 0; i < MR; i++) for (j = 0; j < NR; j++) C[i * ldc + j] += acc[i][j];
+        else            for (i = 0; i < MR; i++) for (j = 0; j < NR; j++) C[i * ldc + j] = acc[i][j];
+    } else {
+        if (accumulate) for (i = 0; i < mr; i++) for (j = 0; j < nr; j++) C[i * ldc + j] += acc[i][j];
+        else            for (i = 0; i < mr; i++) for (j = 0; j < nr; j++) C[i * ldc + j] = acc[i][j];
+    }
+}
+
+/* Threads are woken only for at least this many multiply-adds (about 50 us of one core's work). */
+#define PAR_WORK 262144.0
+
+/* One GEMM call, or the part of it one thread computes: rows m0..m1-1 and columns n0..n1-1 of C,
+ * with its own packing buffers (MC x KC and KC x NC floats, or less). */
+typedef struct {
+    int         M, N, K, accumulate;
+    const Mat  *A, *B;
+    float      *C;
+    long        ldc;
+    int         m0, m1, n0, n1;
+    float      *pa, *pb;
+} Gemm;
+
+static int imin(int a, int b) { return a < b ? a : b; }
+
+/* Depth of the K slices: at most KC, and all about equal (K = 576 is 3 x 192, not 256 + 256 + 64), so
+ * no slice is too shallow to amortise its C-tile update. Depends on K only. */
+static int kc_step(int K)
+{
+    int slices = (K + KC - 1) / KC;
+    return (K + slices - 1) / slices;
+}
+
+/* Computes the block [m0, m1) x [n0, n1) of C on the calling thread. Every C element sums k in
+ * ascending KC slices whatever the block, so how C is split between threads never changes a bit. */
+static void gemm_block(const Gemm *g)
+{
+    int jc, pc, ic, ir, jr, ks = kc_step(g->K);
+    for (jc = g->n0; jc < g->n1; jc += NC) {
+        int nc = imin(NC, g->n1 - jc), np = (nc + NR - 1) / NR;
+        for (pc = 0; pc < g->K; pc += ks) {
+            int kc = imin(ks, g->K - pc), beta = g->accumulate || pc > 0;
+            for (jr = 0; jr < np; jr++)
+                pack_b_panel(g->pb + (size_t)jr * kc * NR, g->B, pc, kc, jc + jr * NR, imin(NR, nc - jr * NR));
+            for (ic = g->m0; ic < g->m1; ic += MC) {
+                int mc = imin(MC, g->m1 - ic), mp = (mc + MR - 1) / MR;
+                for (ir = 0; ir < mp; ir++)
+                    pack_a_panel(g->pa + (size_t)ir * kc * MR, g->A, ic + ir * MR, imin(MR, mc - ir * MR), pc, kc);
+                for (jr = 0; jr < np; jr++)             /* a B micro-panel stays in L1 across ir */
+                    for (ir = 0; ir < mp; ir++)
+                        micro_kernel(kc, g->pa + (size_t)ir * kc * MR, g->pb + (size_t)jr * kc * NR,
+                                     g->C + (long)(ic + ir * MR) * g->ldc + jc + jr * NR, g->ldc,
+                                     imin(MR, mc - ir * MR), imin(NR, nc - jr * NR), beta);
+            }
         }
     }
-    for (i = 0; i < mr; i++) {
-        float *c = C + i * ldc;
-        if (accumulate) for (j = 0; j < nr; j++) c[j] += acc[i][j];
-        else            for (j = 0; j < nr; j++) c[j] = acc[i][j];
+}
+
+/* Packing buffers for gemm_block on an m x n x K block: one allocation holding *pa and *pb. */
+static float *gemm_buffers(int m, int n, int K, float **pa, float **pb)
+{
+    size_t kc = (size_t)kc_step(K);
+    size_t na = (size_t)(imin(MC, m) + MR - 1) / MR * MR * kc, nb = (size_t)(imin(NC, n) + NR - 1) / NR * NR * kc;
+    float *buf = xmalloc((na + nb) * sizeof(float));
+    *pa = buf;
+    *pb = buf + na;
+    return buf;
+}
+
+/* Thread tid of nth computes a contiguous share of the row panels or of the column panels, whichever
+ * splits more evenly (columns on a tie: B, often an im2col view, is then packed only once). Each
+ * thread packs what it needs itself: no barrier inside, which matters on a loaded machine. */
+static void gemm_share(const Gemm *g, int tid, int nth)
+{
+    Gemm s = *g;
+    int mp = (g->M + MR - 1) / MR, np = (g->N + NR - 1) / NR;
+    int per_m = (mp + nth - 1) / nth, per_n = (np + nth - 1) / nth;
+    float *buf;
+    if ((long)per_m * np < (long)per_n * mp) {            /* fewer tiles on the busiest thread */
+        s.m0 = imin(g->M, (int)((long)mp * tid / nth) * MR);
+        s.m1 = imin(g->M, (int)((long)mp * (tid + 1) / nth) * MR);
+    } else {
+        s.n0 = imin(g->N, (int)((long)np * tid / nth) * NR);
+        s.n1 = imin(g->N, (int)((long)np * (tid + 1) / nth) * NR);
     }
+    if (s.m0 >= s.m1 || s.n0 >= s.n1) return;
+    buf = gemm_buffers(s.m1 - s.m0, s.n1 - s.n0, g->K, &s.pa, &s.pb);
+    gemm_block(&s);
+    free(buf);
 }
 
 void gemm(int M, int N, int K, const Mat *A, const Mat *B, float *C, long ldc, int accumulate)
 {
-    int mp = (M + MR - 1) / MR, np = (N + NR - 1) / NR, k0;
-    float *pa, *pb;
+    Gemm g;
     if (M <= 0 || N <= 0) return;
     if (K <= 0) {
         if (!accumulate) for (int i = 0; i < M; i++) memset(C + (long)i * ldc, 0, (size_t)N * sizeof(float));
         return;
     }
-    pa = xmalloc((size_t)mp * MR * KC * sizeof(float));
-    pb = xmalloc((size_t)np * NR * KC * sizeof(float));
-    for (k0 = 0; k0 < K; k0 += KC) {
-        int kc = K - k0 < KC ? K - k0 : KC, t;
-        int acc = accumulate || k0 > 0;
-OMP(omp parallel)
-        {
-OMP(omp for schedule(static) nowait)
-            for (t = 0; t < mp; t++)
-                pack_a_panel(pa + (size_t)t * MR * KC, A, t * MR, M - t * MR < MR ? M - t * MR : MR, k0, kc);
-OMP(omp for schedule(static))
-            for (t = 0; t < np; t++)
-                pack_b_panel(pb + (size_t)t * NR * KC, B, k0, kc, t * NR, N - t * NR < NR ? N - t * NR : NR);
-OMP(omp for schedule(static))
-            for (t = 0; t < mp * np; t++) {
-                int ip = t % mp, jp = t / mp;
-                int mr = M - ip * MR < MR ? M - ip * MR : MR, nr = N - jp * NR < NR ? N - jp * NR : NR;
-                micro_kernel(kc, pa + (size_t)ip * MR * KC, pb + (size_t)jp * NR * KC,
-                             C + (long)ip * MR * ldc + (long)jp * NR, ldc, mr, nr, acc);
-            }
-        }
-    }
-    free(pa);
-    free(pb);
+    memset(&g, 0, sizeof g);
+    g.M = M; g.N = N; g.K = K; g.A = A; g.B = B; g.C = C; g.ldc = ldc; g.accumulate = accumulate;
+    g.m1 = M; g.n1 = N;
+#ifdef _OPENMP
+OMP(omp parallel if ((double)M * N * K >= PAR_WORK))
+    gemm_share(&g, omp_get_thread_num(), omp_get_num_threads());
+#else
+    gemm_share(&g, 0, 1);
+#endif
 }
 
 /* ------------------------------------------------------------------ layers ------------------------ */
@@ -369,21 +583,133 @@ OMP(omp parallel for schedule(static))
 }
 
 /* ------------------------------------------------------------------ attention --------------------- */
-/* Per head and per block of queries: S = scale·Q Kᵀ (GEMM), S += bias, row softmax, O = P V (GEMM). */
+/* Per head h and block of at most ATTN_BQ queries (one thread each): for each block of at most ATTN_BK
+ * keys, S = Q Kᵀ by the GEMM, logits = scale·S + bias, then the online softmax of Milakov & Gimelshein
+ * (2018) as in FlashAttention (Dao et al. 2022): keep the running row maximum m and denominator l,
+ * rescale the partial output by exp(m_old - m_new), add P V by the GEMM; divide by l at the end. Scores
+ * exist for one (query block, key block) pair at a time, never for the whole Tq x Tk x heads. With
+ * Tk <= ATTN_BK this is exactly softmax(logits) V. A query's result does not depend on the query
+ * blocking or on the thread count. */
 
-#define ATTN_QBLOCK 256
+#define ATTN_BQ 96      /* queries per work item: a multiple of MR */
+#define ATTN_BK 1024    /* keys per online-softmax step */
 
-static float raw_logit_max(const float *q, long ldq, const float *k, long ldk, int Tq, int Tk,
-                           int heads, int dh)
+typedef struct {
+    float       *out;
+    const float *q, *k, *v;
+    long         ldo, ldq, ldk, ldv;
+    int          Tq, Tk, heads, dh;
+    float        scale, bias_mult;  /* bias_mult: add_scale, times the global raw maximum if asked */
+    const AttnBias *bias;
+} Attn;
+
+typedef struct {                    /* one thread's working memory */
+    float *s, *o, *m, *l, *pa, *pb;
+    float *mem;
+} AttnScratch;
+
+static void attn_scratch(AttnScratch *w, const Attn *a)
+{
+    int bk = imin(a->Tk, ATTN_BK);
+    size_t ns = (size_t)ATTN_BQ * bk, no = (size_t)ATTN_BQ * a->dh, na = (size_t)ATTN_BQ * KC;
+    size_t nb1 = (size_t)(bk + NR - 1) / NR * NR * kc_step(a->dh);           /* Kᵀ panels */
+    size_t nb2 = (size_t)(a->dh + NR - 1) / NR * NR * kc_step(bk);           /* V panels */
+    size_t nb = nb1 > nb2 ? nb1 : nb2;
+    w->mem = xmalloc((ns + no + 2 * ATTN_BQ + na + nb) * sizeof(float));
+    w->s = w->mem;
+    w->o = w->s + ns;
+    w->m = w->o + no;
+    w->l = w->m + ATTN_BQ;
+    w->pa = w->l + ATTN_BQ;
+    w->pb = w->pa + na;
+}
+
+/* s[i*ld + j] = q_{q0+i} · k_{j0+j} over head h's dh columns, for i < nq, j < nk (serial GEMM). */
+static void attn_scores(const Attn *a, AttnScratch *w, int h, int q0, int nq, int j0, int nk, long ld)
+{
+    Mat A = mat_f32(a->q + (long)q0 * a->ldq + (long)h * a->dh, a->ldq, 1);
+    Mat B = mat_f32(a->k + (long)j0 * a->ldk + (long)h * a->dh, 1, a->ldk);
+    Gemm g;
+    memset(&g, 0, sizeof g);
+    g.M = nq; g.N = nk; g.K = a->dh; g.A = &A; g.B = &B; g.C = w->s; g.ldc = ld;
+    g.m1 = nq; g.n1 = nk; g.pa = w->pa; g.pb = w->pb;
+    gemm_block(&g);
+}
+
+/* Queries q0..q0+nq-1 of head h: the output rows, on the calling thread. */
+static void attention_rows(const Attn *a, AttnScratch *w, int h, int q0, int nq)
+{
+    const AttnBias *bias = a->bias;
+    int dh = a->dh, i, j, j0;
+    for (i = 0; i < nq; i++) { w->m[i] = -INFINITY; w->l[i] = 0.0f; }
+    for (j0 = 0; j0 < a->Tk; j0 += ATTN_BK) {
+        int nk = imin(ATTN_BK, a->Tk - j0);
+        Mat P = mat_f32(w->s, nk, 1), V = mat_f32(a->v + (long)j0 * a->ldv + (long)h * dh, a->ldv, 1);
+        Gemm g;
+        attn_scores(a, w, h, q0, nq, j0, nk, nk);
+        for (i = 0; i < nq; i++) {
+            float *row = w->s + (long)i * nk, m_new, corr = 1.0f;
+            int qi = q0 + i;
+            for (j = 0; j < nk; j++) row[j] *= a->scale;
+            if (bias && bias->add) {
+                const float *b = bias->add + (long)h * bias->hs + (long)qi * bias->qs + (long)j0 * bias->ks;
+                float bm = a->bias_mult;
+                if (bias->ks == 1) for (j = 0; j < nk; j++) row[j] += bm * b[j];
+                else               for (j = 0; j < nk; j++) row[j] += bm * b[(long)j * bias->ks];
+            }
+            if (bias && bias->causal)
+                for (j = qi + 1 - j0 > 0 ? qi + 1 - j0 : 0; j < nk; j++) row[j] = -INFINITY;
+            m_new = max_f32(row, nk);
+            if (w->m[i] > m_new) m_new = w->m[i];
+            if (m_new == -INFINITY) {                /* every key so far masked: weight 0 */
+                for (j = 0; j < nk; j++) row[j] = 0.0f;
+            } else {
+                corr = vexpf(w->m[i] - m_new);       /* 0 on the first block: m = -inf */
+                for (j = 0; j < nk; j++) row[j] = vexpf(row[j] - m_new);
+                w->l[i] = w->l[i] * corr + sum_f32(row, nk);
+                w->m[i] = m_new;
+            }
+            if (j0 > 0)
+                for (j = 0; j < dh; j++) w->o[(long)i * dh + j] *= corr;
+        }
+        memset(&g, 0, sizeof g);                     /* o (+)= P V */
+        g.M = nq; g.N = dh; g.K = nk; g.A = &P; g.B = &V; g.C = w->o; g.ldc = dh; g.accumulate = j0 > 0;
+        g.m1 = nq; g.n1 = dh; g.pa = w->pa; g.pb = w->pb;
+        gemm_block(&g);
+    }
+    for (i = 0; i < nq; i++) {
+        float *dst = a->out + (long)(q0 + i) * a->ldo + (long)h * dh, l = w->l[i];
+        for (j = 0; j < dh; j++) dst[j] = l > 0.0f ? w->o[(long)i * dh + j] / l : 0.0f;
+    }
+}
+
+/* Work items: (head, query block) pairs. */
+static int attn_items(const Attn *a) { return a->heads * ((a->Tq + ATTN_BQ - 1) / ATTN_BQ); }
+
+/* Paint-with-words scales its bias by the maximum of the raw q·k over all heads, queries and keys
+ * (eDiff-I §4.3): a first pass over the same blocks. A maximum does not depend on the order. */
+static float raw_logit_max(const Attn *a)
 {
     float m = -INFINITY;
-    int h;
-    for (h = 0; h < heads; h++) {
-        float *s = xmalloc((size_t)Tq * Tk * sizeof(float));
-        Mat A = mat_f32(q + h * dh, ldq, 1), B = mat_f32(k + h * dh, 1, ldk);
-        gemm(Tq, Tk, dh, &A, &B, s, Tk, 0);
-        for (long i = 0; i < (long)Tq * Tk; i++) if (s[i] > m) m = s[i];
-        free(s);
+    int nqb = (a->Tq + ATTN_BQ - 1) / ATTN_BQ, items = attn_items(a);
+OMP(omp parallel if (items > 1 && 2.0 * a->Tq * a->Tk * a->heads * a->dh >= PAR_WORK) reduction(max : m))
+    {
+        AttnScratch w;
+        int t, j0;
+        attn_scratch(&w, a);
+OMP(omp for schedule(static))
+        for (t = 0; t < items; t++) {
+            int h = t / nqb, q0 = t % nqb * ATTN_BQ, nq = imin(ATTN_BQ, a->Tq - q0);
+            for (j0 = 0; j0 < a->Tk; j0 += ATTN_BK) {
+                int nk = imin(ATTN_BK, a->Tk - j0), i;
+                attn_scores(a, &w, h, q0, nq, j0, nk, nk);
+                for (i = 0; i < nq; i++) {
+                    float r = max_f32(w.s + (long)i * nk, nk);
+                    if (r > m) m = r;
+                }
+            }
+        }
+        free(w.mem);
     }
     return m;
 }
@@ -392,125 +718,153 @@ void attention(float *out, long ldo, const float *q, long ldq, const float *k, l
                const float *v, long ldv, int Tq, int Tk, int heads, int dh, float scale,
                const AttnBias *bias)
 {
-    float bias_mult = 0.0f;
-    float *s = xmalloc((size_t)ATTN_QBLOCK * Tk * sizeof(float));
-    int h, i0;
+    Attn a;
+    int nqb = (Tq + ATTN_BQ - 1) / ATTN_BQ, items;
+    if (Tq <= 0 || heads <= 0 || dh <= 0) return;
+    a.out = out; a.q = q; a.k = k; a.v = v; a.ldo = ldo; a.ldq = ldq; a.ldk = ldk; a.ldv = ldv;
+    a.Tq = Tq; a.Tk = Tk; a.heads = heads; a.dh = dh; a.scale = scale; a.bias = bias; a.bias_mult = 0.0f;
+    if (Tk <= 0) {                                   /* nothing to attend to */
+        for (int i = 0; i < Tq; i++) memset(out + (long)i * ldo, 0, (size_t)heads * dh * sizeof(float));
+        return;
+    }
     if (bias && bias->add) {
-        bias_mult = bias->add_scale;
-        if (bias->add_times_max) bias_mult *= raw_logit_max(q, ldq, k, ldk, Tq, Tk, heads, dh);
+        a.bias_mult = bias->add_scale;
+        if (bias->add_times_max) a.bias_mult *= raw_logit_max(&a);
     }
-    for (h = 0; h < heads; h++) {
-        for (i0 = 0; i0 < Tq; i0 += ATTN_QBLOCK) {
-            int nq = Tq - i0 < ATTN_QBLOCK ? Tq - i0 : ATTN_QBLOCK, i;
-            Mat A = mat_f32(q + (long)i0 * ldq + h * dh, ldq, 1), B = mat_f32(k + h * dh, 1, ldk);
-            Mat P, V;
-            gemm(nq, Tk, dh, &A, &B, s, Tk, 0);
-OMP(omp parallel for schedule(static))
-            for (i = 0; i < nq; i++) {
-                float *row = s + (long)i * Tk;
-                int qi = i0 + i, j;
-                for (j = 0; j < Tk; j++) row[j] *= scale;
-                if (bias && bias->add) {
-                    const float *b = bias->add + h * bias->hs + (long)qi * bias->qs;
-                    for (j = 0; j < Tk; j++) row[j] += bias_mult * b[j * bias->ks];
-                }
-                if (bias && bias->causal)
-                    for (j = qi + 1; j < Tk; j++) row[j] = -INFINITY;
-            }
-            softmax_rows(s, nq, Tk);
-            P = mat_f32(s, Tk, 1);
-            V = mat_f32(v + h * dh, ldv, 1);
-            gemm(nq, dh, Tk, &P, &V, out + (long)i0 * ldo + h * dh, ldo, 0);
+    items = attn_items(&a);
+OMP(omp parallel if (items > 1 && 2.0 * Tq * Tk * heads * dh >= PAR_WORK))
+    {
+        AttnScratch w;
+        int t;
+        attn_scratch(&w, &a);
+OMP(omp for schedule(static))
+        for (t = 0; t < items; t++) {
+            int h = t / nqb, q0 = t % nqb * ATTN_BQ;
+            attention_rows(&a, &w, h, q0, imin(ATTN_BQ, Tq - q0));
         }
+        free(w.mem);
     }
-    free(s);
 }
 
 /* ------------------------------------------------------------------ norms ------------------------- */
 
+/* Softmax of each row: exp(x - max) / sum, in float with the fixed-order sums of sum_f32. A row whose
+ * entries are all -inf (every key masked) becomes zeros. */
 void softmax_rows(float *x, int rows, int cols)
 {
     int r;
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((long)rows * cols >= 32768))
     for (r = 0; r < rows; r++) {
-        float *row = x + (long)r * cols, m = -INFINITY;
-        double sum = 0.0;
+        float *row = x + (long)r * cols, m = max_f32(row, cols), sum;
         int j;
-        for (j = 0; j < cols; j++) if (row[j] > m) m = row[j];
-        if (m == -INFINITY) {                 /* every key masked: attend to nothing */
+        if (m == -INFINITY) {
             for (j = 0; j < cols; j++) row[j] = 0.0f;
             continue;
         }
-        for (j = 0; j < cols; j++) { row[j] = expf(row[j] - m); sum += row[j]; }
-        for (j = 0; j < cols; j++) row[j] = (float)(row[j] / sum);
+        for (j = 0; j < cols; j++) row[j] = vexpf(row[j] - m);
+        sum = sum_f32(row, cols);
+        for (j = 0; j < cols; j++) row[j] /= sum;
     }
 }
 
+/* Sum of n floats, and sum of squared deviations from mean, in double: 16 interleaved partial sums
+ * (vectorisable, fixed order), then those in order. */
+static double sum_f64(const float *x, long n)
+{
+    double part[LANES] = {0}, s = 0.0;
+    long i = 0;
+    int j;
+    for (; i + LANES <= n; i += LANES)
+        for (j = 0; j < LANES; j++) part[j] += x[i + j];
+    for (j = 0; i < n; i++, j++) part[j] += x[i];
+    for (j = 0; j < LANES; j++) s += part[j];
+    return s;
+}
+
+static double sq_dev_f64(const float *x, long n, double mean)
+{
+    double part[LANES] = {0}, s = 0.0;
+    long i = 0;
+    int j;
+    for (; i + LANES <= n; i += LANES)
+        for (j = 0; j < LANES; j++) { double d = x[i + j] - mean; part[j] += d * d; }
+    for (j = 0; i < n; i++, j++) { double d = x[i] - mean; part[j] += d * d; }
+    for (j = 0; j < LANES; j++) s += part[j];
+    return s;
+}
+
+/* A small weight vector (a norm's gamma/beta) as float32: malloc'd, or NULL for NULL. */
+static float *vector_f32(const Tensor *t, int n)
+{
+    float *v;
+    if (!t) return NULL;
+    v = xmalloc((size_t)n * sizeof(float));
+    tensor_to_f32(t, v, 0, n);
+    return v;
+}
+
 /* GroupNorm (Wu & He 2018), as torch.nn.GroupNorm: per group mean and biased variance over
- * (C/groups) x HW, then the per-channel affine; optionally SiLU fused (diffusers' norm -> act). */
+ * (C/groups) x HW, then the per-channel affine; optionally SiLU fused (diffusers' norm -> act), so the
+ * activation costs no extra pass over memory. */
 void group_norm(float *y, const float *x, int C, int HW, int groups, float eps,
                 const Tensor *gamma, const Tensor *beta, int fuse_silu)
 {
     int cpg = C / groups, g;
-OMP(omp parallel for schedule(static))
+    float *gm = vector_f32(gamma, C), *bt = vector_f32(beta, C);
+OMP(omp parallel for schedule(static) if ((long)C * HW >= 16384))
     for (g = 0; g < groups; g++) {
-        const float *xg = x + (long)g * cpg * HW;
         long n = (long)cpg * HW, i;
-        double mean = 0.0, var = 0.0, inv;
+        double mean = sum_f64(x + (long)g * cpg * HW, n) / (double)n;
+        double inv = 1.0 / sqrt(sq_dev_f64(x + (long)g * cpg * HW, n, mean) / (double)n + eps);
         int c;
-        for (i = 0; i < n; i++) mean += xg[i];
-        mean /= (double)n;
-        for (i = 0; i < n; i++) { double d = xg[i] - mean; var += d * d; }
-        var /= (double)n;
-        inv = 1.0 / sqrt(var + eps);
         for (c = g * cpg; c < (g + 1) * cpg; c++) {
-            float a = (float)inv * (gamma ? tensor_at(gamma, c) : 1.0f);
-            float b = (beta ? tensor_at(beta, c) : 0.0f) - (float)mean * a;
+            float a = (float)inv * (gm ? gm[c] : 1.0f);
+            float b = (bt ? bt[c] : 0.0f) - (float)mean * a;
             const float *xc = x + (long)c * HW;
             float *yc = y + (long)c * HW;
-            for (i = 0; i < HW; i++) {
-                float t = xc[i] * a + b;
-                yc[i] = fuse_silu ? t / (1.0f + expf(-t)) : t;
-            }
+            if (fuse_silu) for (i = 0; i < HW; i++) yc[i] = silu_f(xc[i] * a + b);
+            else           for (i = 0; i < HW; i++) yc[i] = xc[i] * a + b;
         }
     }
+    free(gm);
+    free(bt);
 }
 
 /* LayerNorm (Ba et al. 2016) over the last dimension, biased variance, eps inside the root. */
 void layer_norm(float *y, const float *x, int rows, int dim, float eps, const Tensor *w, const Tensor *b)
 {
     int r;
-OMP(omp parallel for schedule(static))
+    float *wv = vector_f32(w, dim), *bv = vector_f32(b, dim);
+OMP(omp parallel for schedule(static) if ((long)rows * dim >= 16384))
     for (r = 0; r < rows; r++) {
         const float *xr = x + (long)r * dim;
         float *yr = y + (long)r * dim;
-        double mean = 0.0, var = 0.0;
-        float inv;
+        double mean = sum_f64(xr, dim) / dim;
+        float inv = (float)(1.0 / sqrt(sq_dev_f64(xr, dim, mean) / dim + eps)), fm = (float)mean;
         int j;
-        for (j = 0; j < dim; j++) mean += xr[j];
-        mean /= dim;
-        for (j = 0; j < dim; j++) { double d = xr[j] - mean; var += d * d; }
-        inv = (float)(1.0 / sqrt(var / dim + eps));
-        for (j = 0; j < dim; j++)
-            yr[j] = (xr[j] - (float)mean) * inv * (w ? tensor_at(w, j) : 1.0f) + (b ? tensor_at(b, j) : 0.0f);
+        for (j = 0; j < dim; j++) yr[j] = (xr[j] - fm) * inv;
+        if (wv) for (j = 0; j < dim; j++) yr[j] *= wv[j];
+        if (bv) for (j = 0; j < dim; j++) yr[j] += bv[j];
     }
+    free(wv);
+    free(bv);
 }
 
 /* T5LayerNorm: y = w * x / sqrt(mean(x^2) + eps) — no mean subtraction, no bias. */
 void rms_norm(float *y, const float *x, int rows, int dim, float eps, const Tensor *w)
 {
     int r;
-OMP(omp parallel for schedule(static))
+    float *wv = vector_f32(w, dim);
+OMP(omp parallel for schedule(static) if ((long)rows * dim >= 16384))
     for (r = 0; r < rows; r++) {
         const float *xr = x + (long)r * dim;
         float *yr = y + (long)r * dim;
-        double ss = 0.0;
-        float inv;
+        float inv = (float)(1.0 / sqrt(sq_dev_f64(xr, dim, 0.0) / dim + eps));
         int j;
-        for (j = 0; j < dim; j++) ss += (double)xr[j] * xr[j];
-        inv = (float)(1.0 / sqrt(ss / dim + eps));
-        for (j = 0; j < dim; j++) yr[j] = (w ? tensor_at(w, j) : 1.0f) * (xr[j] * inv);
+        if (wv) for (j = 0; j < dim; j++) yr[j] = wv[j] * (xr[j] * inv);
+        else    for (j = 0; j < dim; j++) yr[j] = xr[j] * inv;
     }
+    free(wv);
 }
 
 /* ------------------------------------------------------------------ activations ------------------- */
@@ -532,27 +886,24 @@ void activate(int act, float *x, size_t n)
     long i, nn = (long)n;
     switch (act) {
     case ACT_RELU:
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if (nn >= 65536))
         for (i = 0; i < nn; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
         break;
-    case ACT_SILU:                                   /* x * sigmoid(x) */
-OMP(omp parallel for schedule(static))
-        for (i = 0; i < nn; i++) x[i] = x[i] / (1.0f + expf(-x[i]));
+    case ACT_SILU:
+OMP(omp parallel for schedule(static) if (nn >= 16384))
+        for (i = 0; i < nn; i++) x[i] = silu_f(x[i]);
         break;
-    case ACT_GELU:                                   /* exact: x * Phi(x) */
-OMP(omp parallel for schedule(static))
-        for (i = 0; i < nn; i++) x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * 0.70710678118654752f));
+    case ACT_GELU:
+OMP(omp parallel for schedule(static) if (nn >= 16384))
+        for (i = 0; i < nn; i++) x[i] = gelu_f(x[i]);
         break;
-    case ACT_GELU_TANH:                              /* HF gelu_new / NewGELUActivation */
-OMP(omp parallel for schedule(static))
-        for (i = 0; i < nn; i++) {
-            float v = x[i];
-            x[i] = 0.5f * v * (1.0f + tanhf(0.7978845608028654f * (v + 0.044715f * v * v * v)));
-        }
+    case ACT_GELU_TANH:
+OMP(omp parallel for schedule(static) if (nn >= 16384))
+        for (i = 0; i < nn; i++) x[i] = gelu_tanh_f(x[i]);
         break;
-    case ACT_QUICK_GELU:                             /* CLIP: x * sigmoid(1.702 x) */
-OMP(omp parallel for schedule(static))
-        for (i = 0; i < nn; i++) x[i] = x[i] / (1.0f + expf(-1.702f * x[i]));
+    case ACT_QUICK_GELU:
+OMP(omp parallel for schedule(static) if (nn >= 16384))
+        for (i = 0; i < nn; i++) x[i] = quick_gelu_f(x[i]);
         break;
     default:
         break;
