@@ -4,6 +4,7 @@
 #   make            ./ediff
 #   make test       build and run the whole suite (ends with "N passed, N failed")
 #   make sanitize   the same suite under -fsanitize=address,undefined
+#   make bench      ediff's ops (portable and NATIVE=1 builds) against PyTorch, one table (test/bench.py)
 #   make clean
 
 CC      ?= cc
@@ -29,10 +30,11 @@ LDLIBS  += -lm
 BUILD   ?= build/$(notdir $(CC))$(if $(filter 1,$(OMP)),-omp)$(if $(filter 1,$(NATIVE)),-native)
 LIB_SRC  = $(filter-out ediff.c,$(wildcard *.c))
 LIB_OBJ  = $(LIB_SRC:%.c=$(BUILD)/%.o)
-TEST_SRC = $(wildcard test/*.c)
+BENCH_SRC = test/bench.c
+TEST_SRC = $(filter-out $(BENCH_SRC),$(wildcard test/*.c))
 TEST_OBJ = $(TEST_SRC:test/%.c=$(BUILD)/test/%.o)
 
-.PHONY: all test sanitize clean FORCE
+.PHONY: all test sanitize bench clean FORCE
 all: ediff
 
 ediff: $(BUILD)/ediff
@@ -59,6 +61,19 @@ $(BUILD)/flags: FORCE
 test: ediff $(BUILD)/test-run
 	@mkdir -p test/out
 	$(BUILD)/test-run --ediff ./ediff $(TESTS)
+
+# The benchmark: the same bench program built portable and with NATIVE=1, run by test/bench.py beside
+# PyTorch (its Python: .venv/bin/python here or in a parent folder, else python3; PYTHON=... to choose).
+PYTHON  ?= $(firstword $(wildcard .venv/bin/python ../.venv/bin/python ../../.venv/bin/python) python3)
+BENCH_PORTABLE = build/bench-$(notdir $(CC))$(if $(filter 1,$(OMP)),-omp)
+BENCH_NATIVE   = $(BENCH_PORTABLE)-native
+$(BUILD)/bench: $(BUILD)/test/bench.o $(LIB_OBJ)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+bench:
+	@$(MAKE) --no-print-directory -s BUILD=$(BENCH_PORTABLE) NATIVE=0 $(BENCH_PORTABLE)/bench
+	@$(MAKE) --no-print-directory -s BUILD=$(BENCH_NATIVE) NATIVE=1 $(BENCH_NATIVE)/bench
+	$(PYTHON) test/bench.py --portable $(BENCH_PORTABLE)/bench --native $(BENCH_NATIVE)/bench $(BENCH_ARGS)
 
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 sanitize:

@@ -185,16 +185,28 @@ static float sum_f32(const float *x, int n)
     return s;
 }
 
+/* Floats as ordered integers: with the sign bit flipped for positives and every bit flipped for
+ * negatives, the bits of two floats (NaN aside) compare as unsigned integers the way the floats do;
+ * compilers vectorise an integer maximum where they keep a float one scalar. */
+static inline uint32_t order_key(float f) { uint32_t u = f32_to_bits(f); return u ^ (-(u >> 31) | 0x80000000u); }
+static inline float key_float(uint32_t k) { return bits_to_f32(k ^ (((k >> 31) - 1u) | 0x80000000u)); }
+
 static float max_f32(const float *x, int n)
 {
-    float part[LANES], m = -INFINITY;
+    uint32_t part[LANES], m = order_key(-INFINITY);
     int i = 0, j;
-    for (j = 0; j < LANES; j++) part[j] = -INFINITY;
+    for (j = 0; j < LANES; j++) part[j] = m;
     for (; i + LANES <= n; i += LANES)
-        for (j = 0; j < LANES; j++) part[j] = x[i + j] > part[j] ? x[i + j] : part[j];
-    for (j = 0; i < n; i++, j++) part[j] = x[i] > part[j] ? x[i] : part[j];
+        for (j = 0; j < LANES; j++) {
+            uint32_t k = order_key(x[i + j]);
+            part[j] = k > part[j] ? k : part[j];
+        }
+    for (; i < n; i++) {
+        uint32_t k = order_key(x[i]);
+        m = k > m ? k : m;
+    }
     for (j = 0; j < LANES; j++) m = part[j] > m ? part[j] : m;
-    return m;
+    return key_float(m);
 }
 
 /* ------------------------------------------------------------------ memory ------------------------ */
@@ -287,11 +299,12 @@ int get_threads(void)
  * are resolved: the micro-kernel only ever sees contiguous float panels.
  *
  * Sizes (float32, for a core with 32 vector registers of 16 floats, 48 KiB L1d, 2 MiB L2): the MR x NR
- * = 12 x 32 accumulator tile is 24 AVX-512 registers; a B micro-panel (KC x NR, 32 KiB) stays in L1
- * while A micro-panels stream from the packed A block (MC x KC, 480 KiB) held in L2. Smaller vector
- * units get the same code with more register spills; the results are identical. */
+ * = 8 x 32 accumulator tile is 16 AVX-512 registers (enough independent chains to keep two FMA units
+ * busy; MR = 8 divides the model's channel counts, so no rows are wasted); a B micro-panel (KC x NR,
+ * 32 KiB) stays in L1 while A micro-panels stream from the packed A block (MC x KC, 480 KiB) held in
+ * L2. Smaller vector units run the same code with register spills; the results are identical. */
 
-#define MR 12
+#define MR 8
 #define NR 32
 #define KC 256
 #define MC 480          /* multiple of MR */
@@ -314,6 +327,8 @@ int get_threads(void)
 #else
 #define NO_VECTORIZE
 #endif
+
+static int imin(int a, int b) { return a < b ? a : b; }
 
 Mat mat_f32(const float *p, long rs, long cs)
 {
@@ -355,38 +370,45 @@ static void pack_a_panel(float *dst, const Mat *A, int r0, int nr, int k0, int k
 }
 
 /* Columns c0..c0+nc-1 of an implicit im2col matrix, rows k0..k0+kc-1, into a panel dst[k*NR + j].
- * Column c is output pixel (c / wout, c % wout); along a run of one output row the input pixels are
- * evenly spaced, so each run is a zero-fill, a strided copy and a zero-fill. */
+ * Row r is the filter tap (ci, ky, kx), stepped through without divisions; column c is output pixel
+ * (c / wout, c % wout). Along a run of one output row the input pixels are evenly spaced, so each run
+ * is a zero-fill, a (usually contiguous) copy and a zero-fill. */
 static void pack_b_im2col(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
 {
-    int k;
+    int s = B->stride, k;
+    int ci = k0 / (B->kh * B->kw), ky = k0 / B->kw % B->kh, kx = k0 % B->kw;
+    int oy0 = c0 / B->wout, ox0 = c0 % B->wout;
     for (k = 0; k < kc; k++) {
-        int r = k0 + k, kx = r % B->kw, ky = (r / B->kw) % B->kh, ci = r / (B->kw * B->kh);
-        int off = kx * B->dil - B->pad, s = B->stride;                /* ix = ox*s + off */
+        int off = kx * B->dil - B->pad;                                /* ix = ox*s + off */
         int ox_lo = off >= 0 ? 0 : (-off + s - 1) / s;                 /* first ox with ix >= 0 */
         int ox_hi = B->w - 1 - off >= 0 ? (B->w - 1 - off) / s + 1 : 0; /* past the last with ix < w */
         const float *img = (const float *)B->p + (long)ci * B->h * B->w;
         float *d = dst + k * NR;
-        int j = 0, oy = c0 / B->wout, ox = c0 % B->wout;
+        int j = 0, oy = oy0, ox = ox0;
         while (j < nc) {
-            int run = B->wout - ox < nc - j ? B->wout - ox : nc - j, t;
+            int run = imin(B->wout - ox, nc - j), t;
             int iy = oy * s - B->pad + ky * B->dil;
-            int lo = ox_lo - ox, hi = ox_hi - ox;                      /* valid t in [lo, hi) */
+            int lo = ox_lo - ox, hi = imin(ox_hi - ox, run);           /* valid t in [lo, hi) */
+            float *dj = d + j;
             if (lo < 0) lo = 0;
-            if (hi > run) hi = run;
             if (iy < 0 || iy >= B->h || lo >= hi) {
-                for (t = 0; t < run; t++) d[j + t] = 0.0f;
+                for (t = 0; t < run; t++) dj[t] = 0.0f;
             } else {
                 const float *src = img + (long)iy * B->w + (long)ox * s + off;
-                for (t = 0; t < lo; t++) d[j + t] = 0.0f;
-                for (t = lo; t < hi; t++) d[j + t] = src[(long)t * s];
-                for (t = hi; t < run; t++) d[j + t] = 0.0f;
+                for (t = 0; t < lo; t++) dj[t] = 0.0f;
+                if (s == 1) for (t = lo; t < hi; t++) dj[t] = src[t];
+                else        for (t = lo; t < hi; t++) dj[t] = src[(long)t * s];
+                for (t = hi; t < run; t++) dj[t] = 0.0f;
             }
             j += run;
             ox = 0;
             oy++;
         }
         for (; j < NR; j++) d[j] = 0.0f;
+        if (++kx == B->kw) {                                           /* next filter tap */
+            kx = 0;
+            if (++ky == B->kh) { ky = 0; ci++; }
+        }
     }
 }
 
@@ -449,8 +471,6 @@ typedef struct {
     int         m0, m1, n0, n1;
     float      *pa, *pb;
 } Gemm;
-
-static int imin(int a, int b) { return a < b ? a : b; }
 
 /* Depth of the K slices: at most KC, and all about equal (K = 576 is 3 x 192, not 256 + 256 + 64), so
  * no slice is too shallow to amortise its C-tile update. Depends on K only. */
@@ -556,12 +576,16 @@ OMP(omp parallel for schedule(static) private(j))
 
 int conv_out_size(int in, int k, int stride, int pad) { return (in + 2 * pad - k) / stride + 1; }
 
+/* conv2d as one implicit GEMM: y[cout, pixels] = W[cout, cin*kh*kw] · im2col(x). A padded input is
+ * first copied once with its zero border (cin x (h+2p) x (w+2p), cheap next to the GEMM), so that
+ * packing the im2col panels is plain copying, without bounds checks. */
 void conv2d(float *y, const float *x, int cin, int h, int w, const Tensor *W, const Tensor *b,
             int stride, int pad)
 {
     int cout = (int)W->shape[0], kh = (int)W->shape[2], kw = (int)W->shape[3], co;
     int hout = conv_out_size(h, kh, stride, pad), wout = conv_out_size(w, kw, stride, pad);
     long hw = (long)hout * wout;
+    float *padded = NULL;
     Mat A = mat_tensor(W, (long)cin * kh * kw, 1), B;
     if (kh == 1 && kw == 1 && stride == 1 && pad == 0) {
         B = mat_f32(x, hw, 1);                                 /* 1x1 conv: a plain GEMM over pixels */
@@ -570,10 +594,20 @@ void conv2d(float *y, const float *x, int cin, int h, int w, const Tensor *W, co
         B.kind = MAT_IM2COL; B.dtype = DT_F32; B.p = x;
         B.cin = cin; B.h = h; B.w = w; B.kh = kh; B.kw = kw; B.stride = stride; B.pad = pad; B.dil = 1;
         B.hout = hout; B.wout = wout;
+        if (pad > 0) {
+            int hp = h + 2 * pad, wp = w + 2 * pad, c, i;
+            padded = xcalloc((size_t)cin * hp * wp, sizeof(float));
+            for (c = 0; c < cin; c++)
+                for (i = 0; i < h; i++)
+                    memcpy(padded + ((long)c * hp + i + pad) * wp + pad, x + ((long)c * h + i) * w,
+                           (size_t)w * sizeof(float));
+            B.p = padded; B.h = hp; B.w = wp; B.pad = 0;
+        }
     }
     gemm(cout, (int)hw, cin * kh * kw, &A, &B, y, hw, 0);
+    free(padded);
     if (b) {
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if (cout * hw >= 65536))
         for (co = 0; co < cout; co++) {
             float bc = tensor_at(b, co);
             float *yc = y + (long)co * hw;
