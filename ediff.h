@@ -137,6 +137,7 @@ void avg_pool2d(float *y, const float *x, int C, int H, int W, int k, int stride
 void embedding(float *y, const Tensor *table, const int32_t *ids, int n);   /* y[n, dim] = table[ids] */
 void concat_channels(float *y, const float *a, int Ca, const float *b, int Cb, int HW);
 void vec_add(float *y, const float *x, size_t n);                       /* y += x */
+void vec_exp(float *x, size_t n);          /* x = exp(x): the vectorisable exp of every op, within 2 ulp */
 /* diffusers' get_timestep_embedding (Timesteps, max_period 10000): half = dim/2,
  * f_k = exp(-ln(10000) k / (half - freq_shift)), out = [sin(t f_k) | cos(t f_k)], the halves swapped
  * (cos first) when flip_sin_to_cos, a trailing 0 for odd dim; in float32 as diffusers computes it. */

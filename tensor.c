@@ -1030,8 +1030,15 @@ void concat_channels(float *y, const float *a, int Ca, const float *b, int Cb, i
 void vec_add(float *y, const float *x, size_t n)
 {
     long i, nn = (long)n;
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if (nn >= 65536))
     for (i = 0; i < nn; i++) y[i] += x[i];
+}
+
+void vec_exp(float *x, size_t n)
+{
+    long i, nn = (long)n;
+OMP(omp parallel for schedule(static) if (nn >= 16384))
+    for (i = 0; i < nn; i++) x[i] = vexpf(x[i]);
 }
 
 void timestep_embedding(float *out, float t, int dim, int flip_sin_to_cos, float freq_shift)

@@ -36,26 +36,39 @@ def add(op, name, **arrays):
         tensors[f"{op}.{name}.{key}"] = value
 
 
-# --- GEMM: C = A B (+ C0). layout "n" = stored as is, "t" = stored transposed (read with swapped strides).
-for M, N, K, la, lb, bdt, acc in [(1, 1, 1, "n", "n", "f32", 0), (17, 33, 9, "n", "n", "f32", 0),
-                                  (64, 48, 300, "n", "n", "f32", 0), (5, 100, 7, "n", "t", "f32", 0),
-                                  (13, 31, 40, "t", "n", "f32", 0), (40, 24, 70, "n", "t", "f16", 0),
-                                  (9, 20, 33, "n", "t", "bf16", 0), (8, 19, 12, "n", "n", "f32", 1),
-                                  (130, 70, 520, "n", "t", "f32", 0)]:
-    A, B = f32(M, K), f32(K, N)
-    if bdt == "f16":
-        B = B.astype(np.float16).astype(np.float32)
-    if bdt == "bf16":
-        B = blob.from_bf16_bits(blob.to_bf16_bits(B)).reshape(B.shape)
+# --- GEMM: C = A B (+ C0). layout "n" = stored as is, "t" = stored transposed (read with swapped strides);
+# adt/bdt: the dtype A/B are stored in (f16/bf16 are converted while packing). The shapes cover the blocking
+# of tensor.c (MR 8, NR 32, KC 256, MC 480, NC 2048): partial edge tiles in both directions, K split into
+# several slices (257 = 129 + 128, 300 = 2 x 150, 530 = 3 x 177), M over one MC block, N over one NC block.
+def rounded(X, dt):
+    if dt == "f16":
+        return X.astype(np.float16).astype(np.float32)
+    if dt == "bf16":
+        return blob.from_bf16_bits(blob.to_bf16_bits(X)).reshape(X.shape)
+    return X
+
+
+for M, N, K, la, lb, adt, bdt, acc in [(1, 1, 1, "n", "n", "f32", "f32", 0), (17, 33, 9, "n", "n", "f32", "f32", 0),
+                                       (64, 48, 300, "n", "n", "f32", "f32", 0), (5, 100, 7, "n", "t", "f32", "f32", 0),
+                                       (13, 31, 40, "t", "n", "f32", "f32", 0), (40, 24, 70, "n", "t", "f32", "f16", 0),
+                                       (9, 20, 33, "n", "t", "f32", "bf16", 0), (8, 19, 12, "n", "n", "f32", "f32", 1),
+                                       (130, 70, 300, "n", "t", "f32", "f32", 0), (9, 33, 257, "n", "n", "f32", "f32", 1),
+                                       (17, 40, 530, "n", "t", "f16", "f16", 0), (23, 65, 60, "t", "n", "bf16", "f32", 0),
+                                       (490, 5, 3, "n", "n", "f32", "f32", 0), (2, 2100, 4, "n", "n", "f32", "f32", 1)]:
+    A, B = rounded(f32(M, K), adt), rounded(f32(K, N), bdt)
     C0 = f32(M, N)
     want = (d64(A) @ d64(B) + (d64(C0) if acc else 0)).numpy()
     a_store = A if la == "n" else np.ascontiguousarray(A.T)
     b_store = B if lb == "n" else np.ascontiguousarray(B.T)
+    a_store = a_store.astype(np.float16) if adt == "f16" else a_store
     b_store = b_store.astype(np.float16) if bdt == "f16" else b_store
     arrays = dict(a=a_store, b=b_store, c0=C0, want=want,
                   dims=np.array([M, N, K, la == "t", lb == "t", acc], np.int32))
-    name = f"{M}x{N}x{K}" + ("" if la == "n" else ".aT") + ("" if lb == "n" else ".bT") + ("" if bdt == "f32" else "." + bdt) + (".acc" if acc else "")
+    name = (f"{M}x{N}x{K}" + ("" if la == "n" else ".aT") + ("" if lb == "n" else ".bT")
+            + ("" if adt == "f32" else ".a" + adt) + ("" if bdt == "f32" else "." + bdt) + (".acc" if acc else ""))
     add("gemm", name, **arrays)
+    if adt == "bf16":
+        bf16_names.add(f"gemm.{name}.a")
     if bdt == "bf16":
         bf16_names.add(f"gemm.{name}.b")
 
@@ -67,14 +80,16 @@ for n, i, o, dt in [(4, 24, 17, "f32"), (33, 64, 40, "f16")]:
     want = F.linear(d64(x), d64(W), d64(b)).numpy()
     add("linear", f"{n}x{i}to{o}.{dt}", x=x, w=W, b=b, want=want)
 
-# --- conv2d
-for cin, h, w, cout, k, s, p, bias in [(3, 7, 9, 5, 3, 1, 1, 1), (8, 11, 10, 6, 3, 2, 1, 1),
-                                       (6, 5, 5, 7, 1, 1, 0, 1), (3, 32, 32, 16, 4, 4, 0, 0),
-                                       (4, 6, 7, 3, 5, 1, 2, 1)]:
-    x, W, b = f32(cin, h, w), f32(cout, cin, k, k, scale=0.3), f32(cout)
+# --- conv2d (weights f32, or f16 converted while packing; 16x20x18 -> 24: im2col panels spanning two output
+# rows, three row panels)
+for cin, h, w, cout, k, s, p, bias, wdt in [(3, 7, 9, 5, 3, 1, 1, 1, "f32"), (8, 11, 10, 6, 3, 2, 1, 1, "f32"),
+                                            (6, 5, 5, 7, 1, 1, 0, 1, "f32"), (3, 32, 32, 16, 4, 4, 0, 0, "f32"),
+                                            (4, 6, 7, 3, 5, 1, 2, 1, "f32"), (16, 20, 18, 24, 3, 1, 1, 1, "f16"),
+                                            (9, 12, 13, 17, 3, 2, 1, 1, "f16")]:
+    x, W, b = f32(cin, h, w), rounded(f32(cout, cin, k, k, scale=0.3), wdt), f32(cout)
     want = F.conv2d(d64(x)[None], d64(W), d64(b) if bias else None, stride=s, padding=p)[0].numpy()
-    add("conv2d", f"{cin}x{h}x{w}.k{k}s{s}p{p}" + ("" if bias else ".nobias"), x=x, w=W, b=b, want=want,
-        params=np.array([s, p, bias], np.int32))
+    add("conv2d", f"{cin}x{h}x{w}.k{k}s{s}p{p}" + ("" if bias else ".nobias") + ("" if wdt == "f32" else "." + wdt),
+        x=x, w=W.astype(np.float16) if wdt == "f16" else W, b=b, want=want, params=np.array([s, p, bias], np.int32))
 
 # --- norms
 for C, HW, G, silu in [(32, 49, 8, 0), (12, 30, 4, 1), (64, 17, 32, 0)]:
@@ -121,7 +136,12 @@ for name, Tq, Tk, H, dh, scale, kind in [("self.T40.H4.dh16", 40, 40, 4, 16, 0.2
                                          ("t5bias.T20.H3.dh8", 20, 20, 3, 8, 1.0, "t5"),
                                          ("causal.T13.H2.dh16", 13, 13, 2, 16, 0.25, "causal"),
                                          ("padmask.T10.H2.dh4", 10, 10, 2, 4, 0.5, "pad"),
-                                         ("paint.Tq64.Tk12.H2.dh8", 64, 12, 2, 8, 8 ** -0.5, "paint")]:
+                                         ("paint.Tq64.Tk12.H2.dh8", 64, 12, 2, 8, 8 ** -0.5, "paint"),
+                                         # past one query block (96) and one key block (1024) of the
+                                         # online softmax: rescaled partial sums, fully masked key blocks
+                                         ("paint.Tq200.Tk12.H2.dh8", 200, 12, 2, 8, 8 ** -0.5, "paint"),
+                                         ("t5bias.Tq5.Tk1100.H1.dh4", 5, 1100, 1, 4, 0.5, "t5"),
+                                         ("causal.T1030.H1.dh2", 1030, 1030, 1, 2, 0.5, "causal")]:
     q, k, v = f32(Tq, H * dh), f32(Tk, H * dh), f32(Tk, H * dh)
     bias, strides, add_scale, times_max, causal = None, (0, 0, 0), 1.0, 0, 0
     if kind == "t5":

@@ -50,13 +50,14 @@ static void gemm_case(TestRun *T, const Blob *ref, const char *op, const char *c
 {
     char name[128];
     const Tensor *dims = field_tensor(T, ref, op, c, "dims"), *bt = field_tensor(T, ref, op, c, "b");
-    float *a = field(T, ref, op, c, "a", NULL), *c0 = field(T, ref, op, c, "c0", NULL);
+    const Tensor *at = field_tensor(T, ref, op, c, "a");
+    float *c0 = field(T, ref, op, c, "c0", NULL);
     float *want = field(T, ref, op, c, "want", NULL), *out;
     test_name(name, sizeof name, op, c);
-    if (selected(T, name) && dims && bt && a && c0 && want) {
+    if (selected(T, name) && dims && at && bt && c0 && want) {
         int M = field_int(dims, 0), N = field_int(dims, 1), K = field_int(dims, 2);
-        int at = field_int(dims, 3), btr = field_int(dims, 4), acc = field_int(dims, 5);
-        Mat A = at ? mat_f32(a, 1, M) : mat_f32(a, K, 1);          /* stored [K,M] when transposed */
+        int atr = field_int(dims, 3), btr = field_int(dims, 4), acc = field_int(dims, 5);
+        Mat A = atr ? mat_tensor(at, 1, M) : mat_tensor(at, K, 1);  /* stored [K,M] when transposed */
         Mat B = btr ? mat_tensor(bt, 1, K) : mat_tensor(bt, N, 1);  /* stored [N,K] when transposed */
         out = xmalloc((size_t)M * N * sizeof(float));
         memcpy(out, c0, (size_t)M * N * sizeof(float));
@@ -64,29 +65,65 @@ static void gemm_case(TestRun *T, const Blob *ref, const char *op, const char *c
         check_close(T, name, out, want, (size_t)M * N, 1e-5, TOL_REL);
         free(out);
     }
-    free(a); free(c0); free(want);
+    free(c0); free(want);
 }
 
-/* The same GEMM on 1 and 2 threads must give identical bits. */
-static void gemm_threads(TestRun *T)
+/* 1 and 2 threads must give identical bits: the GEMM (split by rows or by columns), a convolution
+ * (implicit im2col, split by pixels) and attention (split by head and query block; causal, so the
+ * online softmax also crosses a masked key block). */
+static void fill_sin(float *x, size_t n, double f)
 {
-    const int M = 97, N = 83, K = 611;
-    float *a = xmalloc(sizeof(float) * M * K), *b = xmalloc(sizeof(float) * K * N);
-    float *c1 = xmalloc(sizeof(float) * M * N), *c2 = xmalloc(sizeof(float) * M * N);
-    int i, before = get_threads();
-    Mat A = mat_f32(a, K, 1), B = mat_f32(b, N, 1);
-    if (!selected(T, "ops.gemm.threads_bit_identical")) goto done;
-    for (i = 0; i < M * K; i++) a[i] = (float)sin(i * 0.37) * 3.0f;
-    for (i = 0; i < K * N; i++) b[i] = (float)cos(i * 0.11);
-    set_threads(1);
-    gemm(M, N, K, &A, &B, c1, N, 0);
-    set_threads(2);
-    gemm(M, N, K, &A, &B, c2, N, 0);
+    size_t i;
+    for (i = 0; i < n; i++) x[i] = (float)sin((double)i * f);
+}
+
+static void threads_identical(TestRun *T)
+{
+    enum { M = 97, N = 83, K = 611, C = 24, H = 19, W = 23, TQ = 1100, HEADS = 2, DH = 8 };
+    size_t nbuf = (size_t)TQ * HEADS * DH * 3 + 2 * (size_t)M * K;
+    float *a = xmalloc(nbuf * sizeof(float)), *b = a + (size_t)M * K, *out[2];
+    int t, before = get_threads();
+    Tensor wt;
+    fill_sin(a, nbuf, 0.37);
+    memset(&wt, 0, sizeof wt);
+    wt.dtype = DT_F32; wt.rank = 4; wt.shape[0] = C; wt.shape[1] = C; wt.shape[2] = 3; wt.shape[3] = 3;
+    wt.numel = C * C * 9; wt.data = b;
+    out[0] = xmalloc(sizeof(float) * TQ * HEADS * DH * 2);
+    out[1] = out[0] + TQ * HEADS * DH;
+    if (selected(T, "ops.threads.gemm")) {
+        Mat A = mat_f32(a, K, 1), B = mat_f32(b, N, 1), Bt = mat_f32(b, 1, K);
+        for (t = 0; t < 2; t++) {
+            set_threads(t + 1);
+            gemm(M, N, K, &A, &B, out[t], N, 0);
+            gemm(M, N, K, &A, &Bt, out[t], N, 1);
+        }
+        report(T, memcmp(out[0], out[1], sizeof(float) * M * N) == 0, "ops.threads.gemm",
+               "%dx%dx%d, 1 vs 2 threads: %s", M, N, K, memcmp(out[0], out[1], sizeof(float) * M * N) ? "DIFFERENT" : "identical");
+    }
+    if (selected(T, "ops.threads.conv2d")) {
+        for (t = 0; t < 2; t++) {
+            set_threads(t + 1);
+            conv2d(out[t], a, C, H, W, &wt, NULL, 1, 1);
+        }
+        report(T, memcmp(out[0], out[1], sizeof(float) * C * H * W) == 0, "ops.threads.conv2d",
+               "%dx%dx%d 3x3, 1 vs 2 threads: %s", C, H, W, memcmp(out[0], out[1], sizeof(float) * C * H * W) ? "DIFFERENT" : "identical");
+    }
+    if (selected(T, "ops.threads.attention")) {
+        const float *q = a, *k = a + TQ * HEADS * DH, *v = k + TQ * HEADS * DH;
+        AttnBias mask;
+        memset(&mask, 0, sizeof mask);
+        mask.causal = 1;
+        for (t = 0; t < 2; t++) {
+            set_threads(t + 1);
+            attention(out[t], HEADS * DH, q, HEADS * DH, k, HEADS * DH, v, HEADS * DH, TQ, TQ, HEADS, DH, 0.35f, &mask);
+        }
+        report(T, memcmp(out[0], out[1], sizeof(float) * TQ * HEADS * DH) == 0, "ops.threads.attention",
+               "T %d, %d heads of %d, causal, 1 vs 2 threads: %s", TQ, HEADS, DH,
+               memcmp(out[0], out[1], sizeof(float) * TQ * HEADS * DH) ? "DIFFERENT" : "identical");
+    }
     set_threads(before);
-    report(T, memcmp(c1, c2, sizeof(float) * M * N) == 0, "ops.gemm.threads_bit_identical",
-           "97x83x611, 1 vs 2 threads: %s", memcmp(c1, c2, sizeof(float) * M * N) == 0 ? "identical" : "DIFFERENT");
-done:
-    free(a); free(b); free(c1); free(c2);
+    free(a);
+    free(out[0]);
 }
 
 /* ------------------------------------------------------------------ layers ------------------------ */
@@ -303,12 +340,42 @@ static void conversions(TestRun *T, const Blob *ref)
     }
 }
 
+/* vec_exp against exp() in double over the whole float range where exp is neither 0 nor inf, in ulps
+ * of the correctly rounded result (subnormal results: in units of the smallest subnormal), and at the
+ * special values. */
+static void exp_accuracy(TestRun *T)
+{
+    enum { N = 400000 };
+    float *x, *y;
+    double worst = 0.0, at = 0.0;
+    int i, special_ok;
+    if (!selected(T, "ops.vec_exp")) return;
+    x = xmalloc(sizeof(float) * (N + 5));
+    y = xmalloc(sizeof(float) * (N + 5));
+    for (i = 0; i < N; i++) x[i] = -104.5f + 194.0f * (float)i / N;        /* -104.5 .. 89.5 */
+    x[N] = -INFINITY; x[N + 1] = INFINITY; x[N + 2] = NAN; x[N + 3] = 0.0f; x[N + 4] = -200.0f;
+    memcpy(y, x, sizeof(float) * (N + 5));
+    vec_exp(y, N + 5);
+    for (i = 0; i < N; i++) {
+        double ref = exp((double)x[i]), rf = (float)ref, ulp, err;
+        if (isinf(rf)) { if (!isinf(y[i])) worst = INFINITY; continue; }
+        ulp = fabs(rf) < ldexp(1.0, -126) ? ldexp(1.0, -149) : ldexp(1.0, ilogb(rf) - 23);
+        err = fabs((double)y[i] - ref) / ulp;
+        if (!(err <= worst)) { worst = err; at = x[i]; }
+    }
+    special_ok = y[N] == 0.0f && isinf(y[N + 1]) && y[N + 1] > 0 && isnan(y[N + 2]) && y[N + 3] == 1.0f && y[N + 4] == 0.0f;
+    report(T, worst <= 2.0 && special_ok, "ops.vec_exp", "max %.2f ulp (at %.6g; tol 2) over [-104.5, 89.5], "
+           "exp(-inf, inf, nan, 0, -200) %s", worst, at, special_ok ? "right" : "WRONG");
+    free(x);
+    free(y);
+}
+
 void suite_ops(TestRun *T)
 {
     Blob ref;
     if (open_ref(T, &ref, "ops.bin")) return;
     each_case(T, &ref, "gemm", gemm_case);
-    gemm_threads(T);
+    threads_identical(T);
     each_case(T, &ref, "linear", linear_case);
     each_case(T, &ref, "conv2d", conv_case);
     each_case(T, &ref, "attention", attention_case);
@@ -324,5 +391,6 @@ void suite_ops(TestRun *T)
     each_case(T, &ref, "concat_channels", concat_case);
     each_case(T, &ref, "timestep_embedding", timestep_embedding_case);
     conversions(T, &ref);
+    exp_accuracy(T);
     blob_close(&ref);
 }
