@@ -174,7 +174,7 @@ static inline float gelu_f(float x)
  * those in order. The same bits on every machine and for every vector width. */
 #define LANES 16
 
-static float sum_f32(const float *x, int n)
+static inline float sum_f32(const float *x, int n)
 {
     float part[LANES] = {0}, s = 0.0f;
     int i = 0, j;
@@ -191,7 +191,7 @@ static float sum_f32(const float *x, int n)
 static inline uint32_t order_key(float f) { uint32_t u = f32_to_bits(f); return u ^ (-(u >> 31) | 0x80000000u); }
 static inline float key_float(uint32_t k) { return bits_to_f32(k ^ (((k >> 31) - 1u) | 0x80000000u)); }
 
-static float max_f32(const float *x, int n)
+static inline float max_f32(const float *x, int n)
 {
     uint32_t part[LANES], m = order_key(-INFINITY);
     int i = 0, j;
@@ -310,9 +310,9 @@ int get_threads(void)
 #define MC 480          /* multiple of MR */
 #define NC 2048         /* multiple of NR */
 
-/* The micro-kernel is compiled for several x86-64 levels and the best one the CPU has is picked when
- * the program starts (GCC/clang function multi-versioning, via the ELF ifunc of glibc): the default
- * build runs on any x86-64 yet uses AVX-512 where present. Every version computes the same products
+/* The micro-kernel and the packing are compiled for several x86-64 levels, and the best one the CPU
+ * has is picked when the program starts (GCC/clang function multi-versioning, via the ELF ifunc of
+ * glibc): the default build runs on any x86-64 yet uses AVX-512 where present. Every version computes the same products
  * and sums in the same order (the default build does not contract a*b+c into an FMA), so results are
  * bit-identical whichever version runs. NATIVE=1 builds (-march=native) need no dispatch. */
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX512F__)
@@ -345,28 +345,41 @@ Mat mat_tensor(const Tensor *t, long rs, long cs)
     return m;
 }
 
-/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into one panel: dst[k*MR + i], rows nr..MR-1 zero. */
-static void pack_a_panel(float *dst, const Mat *A, int r0, int nr, int k0, int kc)
+/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into one panel: dst[k*MR + i], rows nr..MR-1 zero.
+ * Row-major A (a weight matrix, activations) is read MR rows at a time, k by k: contiguous stores,
+ * which compilers vectorise better than the transposed order. */
+static KERNEL_VERSIONS void pack_a_panel(float *dst, const Mat *A, int r0, int nr, int k0, int kc)
 {
+    long rs = A->rs, off = (long)r0 * rs + k0;
     int i, k;
-    if (A->cs == 1 && A->dtype == DT_F32) {
-        for (i = 0; i < nr; i++) {
-            const float *row = (const float *)A->p + (long)(r0 + i) * A->rs + k0;
-            for (k = 0; k < kc; k++) dst[k * MR + i] = row[k];
+    if (A->cs == 1 && nr == MR) {
+        if (A->dtype == DT_F32) {
+            const float *p = (const float *)A->p + off;
+            for (k = 0; k < kc; k++)
+                for (i = 0; i < MR; i++) dst[k * MR + i] = p[i * rs + k];
+        } else if (A->dtype == DT_F16) {
+            const uint16_t *p = (const uint16_t *)A->p + off;
+            for (k = 0; k < kc; k++)
+                for (i = 0; i < MR; i++) dst[k * MR + i] = half_to_float(p[i * rs + k]);
+        } else {
+            const uint16_t *p = (const uint16_t *)A->p + off;
+            for (k = 0; k < kc; k++)
+                for (i = 0; i < MR; i++) dst[k * MR + i] = bits_to_f32((uint32_t)p[i * rs + k] << 16);
         }
-    } else if (A->cs == 1) {
+        return;
+    }
+    if (A->cs == 1) {
         float row[KC];
         for (i = 0; i < nr; i++) {
-            load_f32(row, A->p, A->dtype, (long)(r0 + i) * A->rs + k0, 1, kc);
+            load_f32(row, A->p, A->dtype, (long)(r0 + i) * rs + k0, 1, kc);
             for (k = 0; k < kc; k++) dst[k * MR + i] = row[k];
         }
     } else {
         for (k = 0; k < kc; k++)
-            load_f32(dst + k * MR, A->p, A->dtype, (long)r0 * A->rs + (long)(k0 + k) * A->cs, A->rs, nr);
+            load_f32(dst + k * MR, A->p, A->dtype, (long)r0 * rs + (long)(k0 + k) * A->cs, rs, nr);
     }
-    if (nr < MR)
-        for (k = 0; k < kc; k++)
-            for (i = nr; i < MR; i++) dst[k * MR + i] = 0.0f;
+    for (k = 0; k < kc; k++)
+        for (i = nr; i < MR; i++) dst[k * MR + i] = 0.0f;
 }
 
 /* Columns c0..c0+nc-1 of an implicit im2col matrix, rows k0..k0+kc-1, into a panel dst[k*NR + j].
@@ -413,7 +426,7 @@ static void pack_b_im2col(float *dst, const Mat *B, int k0, int kc, int c0, int 
 }
 
 /* Rows k0..k0+kc-1, columns c0..c0+nc-1 of B into one panel: dst[k*NR + j], columns nc..NR-1 zero. */
-static void pack_b_panel(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
+static KERNEL_VERSIONS void pack_b_panel(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
 {
     int j, k;
     if (B->kind == MAT_IM2COL) {
@@ -516,16 +529,21 @@ static float *gemm_buffers(int m, int n, int K, float **pa, float **pb)
     return buf;
 }
 
+/* Per unit of K, the cost of one thread's block of m rows and n columns, in cycles of a core: the
+ * multiply-adds (32 a cycle) and the packing of its m rows of A and n columns of B (about one element
+ * a cycle). Used only to choose how threads split a GEMM, which never changes the result. */
+static double block_cost(int m, int n) { return (double)m * n / 32.0 + m + n; }
+
 /* Thread tid of nth computes a contiguous share of the row panels or of the column panels, whichever
- * splits more evenly (columns on a tie: B, often an im2col view, is then packed only once). Each
- * thread packs what it needs itself: no barrier inside, which matters on a loaded machine. */
+ * leaves the busiest thread less to do (each thread packs all it needs itself, so the operand that is
+ * not split is packed by every thread). No barrier inside, which matters on a loaded machine. */
 static void gemm_share(const Gemm *g, int tid, int nth)
 {
     Gemm s = *g;
     int mp = (g->M + MR - 1) / MR, np = (g->N + NR - 1) / NR;
-    int per_m = (mp + nth - 1) / nth, per_n = (np + nth - 1) / nth;
+    int per_m = imin((mp + nth - 1) / nth * MR, g->M), per_n = imin((np + nth - 1) / nth * NR, g->N);
     float *buf;
-    if ((long)per_m * np < (long)per_n * mp) {            /* fewer tiles on the busiest thread */
+    if (block_cost(per_m, g->N) < block_cost(g->M, per_n)) {
         s.m0 = imin(g->M, (int)((long)mp * tid / nth) * MR);
         s.m1 = imin(g->M, (int)((long)mp * (tid + 1) / nth) * MR);
     } else {
@@ -671,7 +689,7 @@ static void attn_scores(const Attn *a, AttnScratch *w, int h, int q0, int nq, in
 }
 
 /* Queries q0..q0+nq-1 of head h: the output rows, on the calling thread. */
-static void attention_rows(const Attn *a, AttnScratch *w, int h, int q0, int nq)
+static KERNEL_VERSIONS void attention_rows(const Attn *a, AttnScratch *w, int h, int q0, int nq)
 {
     const AttnBias *bias = a->bias;
     int dh = a->dh, i, j, j0;
@@ -784,26 +802,29 @@ OMP(omp for schedule(static))
 
 /* Softmax of each row: exp(x - max) / sum, in float with the fixed-order sums of sum_f32. A row whose
  * entries are all -inf (every key masked) becomes zeros. */
+static KERNEL_VERSIONS void softmax_row(float *row, int cols)
+{
+    float m = max_f32(row, cols), sum;
+    int j;
+    if (m == -INFINITY) {
+        for (j = 0; j < cols; j++) row[j] = 0.0f;
+        return;
+    }
+    for (j = 0; j < cols; j++) row[j] = vexpf(row[j] - m);
+    sum = sum_f32(row, cols);
+    for (j = 0; j < cols; j++) row[j] /= sum;
+}
+
 void softmax_rows(float *x, int rows, int cols)
 {
     int r;
 OMP(omp parallel for schedule(static) if ((long)rows * cols >= 32768))
-    for (r = 0; r < rows; r++) {
-        float *row = x + (long)r * cols, m = max_f32(row, cols), sum;
-        int j;
-        if (m == -INFINITY) {
-            for (j = 0; j < cols; j++) row[j] = 0.0f;
-            continue;
-        }
-        for (j = 0; j < cols; j++) row[j] = vexpf(row[j] - m);
-        sum = sum_f32(row, cols);
-        for (j = 0; j < cols; j++) row[j] /= sum;
-    }
+    for (r = 0; r < rows; r++) softmax_row(x + (long)r * cols, cols);
 }
 
 /* Sum of n floats, and sum of squared deviations from mean, in double: 16 interleaved partial sums
  * (vectorisable, fixed order), then those in order. */
-static double sum_f64(const float *x, long n)
+static inline double sum_f64(const float *x, long n)
 {
     double part[LANES] = {0}, s = 0.0;
     long i = 0;
@@ -815,7 +836,7 @@ static double sum_f64(const float *x, long n)
     return s;
 }
 
-static double sq_dev_f64(const float *x, long n, double mean)
+static inline double sq_dev_f64(const float *x, long n, double mean)
 {
     double part[LANES] = {0}, s = 0.0;
     long i = 0;
@@ -840,26 +861,32 @@ static float *vector_f32(const Tensor *t, int n)
 /* GroupNorm (Wu & He 2018), as torch.nn.GroupNorm: per group mean and biased variance over
  * (C/groups) x HW, then the per-channel affine; optionally SiLU fused (diffusers' norm -> act), so the
  * activation costs no extra pass over memory. */
+/* One group of channels c0..c1-1: its statistics, then each channel's affine (and SiLU). */
+static KERNEL_VERSIONS void group_norm_group(float *y, const float *x, int c0, int c1, int HW, float eps,
+                                             const float *gamma, const float *beta, int fuse_silu)
+{
+    long n = (long)(c1 - c0) * HW, i;
+    double mean = sum_f64(x + (long)c0 * HW, n) / (double)n;
+    double inv = 1.0 / sqrt(sq_dev_f64(x + (long)c0 * HW, n, mean) / (double)n + eps);
+    int c;
+    for (c = c0; c < c1; c++) {
+        float a = (float)inv * (gamma ? gamma[c] : 1.0f);
+        float b = (beta ? beta[c] : 0.0f) - (float)mean * a;
+        const float *xc = x + (long)c * HW;
+        float *yc = y + (long)c * HW;
+        if (fuse_silu) for (i = 0; i < HW; i++) yc[i] = silu_f(xc[i] * a + b);
+        else           for (i = 0; i < HW; i++) yc[i] = xc[i] * a + b;
+    }
+}
+
 void group_norm(float *y, const float *x, int C, int HW, int groups, float eps,
                 const Tensor *gamma, const Tensor *beta, int fuse_silu)
 {
     int cpg = C / groups, g;
     float *gm = vector_f32(gamma, C), *bt = vector_f32(beta, C);
 OMP(omp parallel for schedule(static) if ((long)C * HW >= 16384))
-    for (g = 0; g < groups; g++) {
-        long n = (long)cpg * HW, i;
-        double mean = sum_f64(x + (long)g * cpg * HW, n) / (double)n;
-        double inv = 1.0 / sqrt(sq_dev_f64(x + (long)g * cpg * HW, n, mean) / (double)n + eps);
-        int c;
-        for (c = g * cpg; c < (g + 1) * cpg; c++) {
-            float a = (float)inv * (gm ? gm[c] : 1.0f);
-            float b = (bt ? bt[c] : 0.0f) - (float)mean * a;
-            const float *xc = x + (long)c * HW;
-            float *yc = y + (long)c * HW;
-            if (fuse_silu) for (i = 0; i < HW; i++) yc[i] = silu_f(xc[i] * a + b);
-            else           for (i = 0; i < HW; i++) yc[i] = xc[i] * a + b;
-        }
-    }
+    for (g = 0; g < groups; g++)
+        group_norm_group(y, x, g * cpg, (g + 1) * cpg, HW, eps, gm, bt, fuse_silu);
     free(gm);
     free(bt);
 }
@@ -915,33 +942,27 @@ int act_from_name(const char *name)
     return -1;
 }
 
+static KERNEL_VERSIONS void activate_span(int act, float *x, long n)
+{
+    long i;
+    switch (act) {
+    case ACT_RELU:       for (i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f; break;
+    case ACT_SILU:       for (i = 0; i < n; i++) x[i] = silu_f(x[i]); break;
+    case ACT_GELU:       for (i = 0; i < n; i++) x[i] = gelu_f(x[i]); break;
+    case ACT_GELU_TANH:  for (i = 0; i < n; i++) x[i] = gelu_tanh_f(x[i]); break;
+    case ACT_QUICK_GELU: for (i = 0; i < n; i++) x[i] = quick_gelu_f(x[i]); break;
+    default:             break;
+    }
+}
+
+#define ACT_SPAN 8192   /* elements per parallel work item */
+
 void activate(int act, float *x, size_t n)
 {
-    long i, nn = (long)n;
-    switch (act) {
-    case ACT_RELU:
-OMP(omp parallel for schedule(static) if (nn >= 65536))
-        for (i = 0; i < nn; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
-        break;
-    case ACT_SILU:
-OMP(omp parallel for schedule(static) if (nn >= 16384))
-        for (i = 0; i < nn; i++) x[i] = silu_f(x[i]);
-        break;
-    case ACT_GELU:
-OMP(omp parallel for schedule(static) if (nn >= 16384))
-        for (i = 0; i < nn; i++) x[i] = gelu_f(x[i]);
-        break;
-    case ACT_GELU_TANH:
-OMP(omp parallel for schedule(static) if (nn >= 16384))
-        for (i = 0; i < nn; i++) x[i] = gelu_tanh_f(x[i]);
-        break;
-    case ACT_QUICK_GELU:
-OMP(omp parallel for schedule(static) if (nn >= 16384))
-        for (i = 0; i < nn; i++) x[i] = quick_gelu_f(x[i]);
-        break;
-    default:
-        break;
-    }
+    long s, spans = ((long)n + ACT_SPAN - 1) / ACT_SPAN;
+OMP(omp parallel for schedule(static) if (spans > 1))
+    for (s = 0; s < spans; s++)
+        activate_span(act, x + s * ACT_SPAN, s == spans - 1 ? (long)n - s * ACT_SPAN : ACT_SPAN);
 }
 
 /* ------------------------------------------------------------------ resampling -------------------- */
