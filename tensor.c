@@ -314,8 +314,9 @@ int get_threads(void)
  * has is picked when the program starts (GCC/clang function multi-versioning, via the ELF ifunc of
  * glibc): the default build runs on any x86-64 yet uses AVX-512 where present. Every version computes the same products
  * and sums in the same order (the default build does not contract a*b+c into an FMA), so results are
- * bit-identical whichever version runs. NATIVE=1 builds (-march=native) need no dispatch. */
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX512F__)
+ * bit-identical whichever version runs (and with gcc or clang). NATIVE=1 builds (-march=native) need no
+ * dispatch; -DEDIFF_NO_DISPATCH builds only the baseline version. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX512F__) && !defined(EDIFF_NO_DISPATCH)
 #define KERNEL_VERSIONS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define KERNEL_VERSIONS

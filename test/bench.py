@@ -28,19 +28,19 @@ import torch.nn.functional as F
 # attention at 8x8 with 4 heads of 32, cross-attention to 32 + 79 = 111 context rows; SR UNet 64x64 with
 # 16/32/64; T5 and CLIP text: width 64, 4 heads of 16, 32 and 77 tokens), plus larger ones for the peak.
 GEMM = [  # (label, M, N, K); GEMM rows run on 1 and on `--threads` threads
-    ("3x3 conv 128ch 8x8 as GEMM", 128, 64, 1152),
-    ("3x3 conv 32ch 32x32 as GEMM", 32, 1024, 288),
-    ("GEGLU proj 64 tok 128->1024", 64, 1024, 128),
-    ("large (peak)", 1024, 1024, 1024),
-    ("large (peak)", 2048, 2048, 2048),
+    ("conv 128ch 8x8", 128, 64, 1152),
+    ("conv 32ch 32x32", 32, 1024, 288),
+    ("GEGLU 64 tokens", 64, 1024, 128),
+    ("large", 1024, 1024, 1024),
+    ("large", 2048, 2048, 2048),
 ]
 CONV = [  # (label, C, H, W): 3x3, stride 1, pad 1, C -> C, with bias
-    ("base L0 / SR L1", 32, 32, 32),
-    ("base L1 / SR L2", 64, 16, 16),
-    ("base L2, mid", 128, 8, 8),
+    ("base L0, SR L1", 32, 32, 32),
+    ("base L1, SR L2", 64, 16, 16),
+    ("base L2 + mid", 128, 8, 8),
     ("SR L0", 16, 64, 64),
-    ("64ch 32x32", 64, 32, 32),
-    ("128ch 16x16", 128, 16, 16),
+    ("", 64, 32, 32),
+    ("", 128, 16, 16),
 ]
 ATTN = [  # (label, Tq, Tk, heads, dh, causal)
     ("UNet self 8x8", 64, 64, 4, 32, 0),
@@ -48,7 +48,7 @@ ATTN = [  # (label, Tq, Tk, heads, dh, causal)
     ("T5 encoder", 32, 32, 4, 16, 0),
     ("CLIP text (causal)", 77, 77, 4, 16, 1),
     ("self 16x16", 256, 256, 4, 32, 0),
-    ("self 2048 (online softmax)", 2048, 2048, 4, 32, 0),
+    ("online softmax", 2048, 2048, 4, 32, 0),
 ]
 # The model rows of issue 9 (one UNet expert forward per stage at its resolution, T5 and CLIP encodes of a
 # prompt, the whole default-model image: seconds and peak RSS against the diffusers/transformers pipeline
@@ -174,29 +174,33 @@ def main():
         peak[th] = flop / nmin
         print(f"peak, {th} thread{'s' if th > 1 else ''}: {peak[th] / 1e9:.1f} GFLOP/s with FMA (native build); the "
               f"portable build, which never fuses: {pflop / pmin / 1e9:.1f}")
-    print("  measured as the GEMM micro-kernel's loop (12x32 tile, 24 AVX-512 accumulators) on L1-resident data,\n"
-          "  fastest of repeated runs: what the FMA units give when nothing waits for memory.")
-    print(f"Ratio = PyTorch time / ediff time (> 1: ediff faster), from median times; in parentheses from the "
-          f"fastest calls. {args.rounds} interleaved rounds of {args.budget:.2f} s per side.\n")
+    print("  measured as a GEMM micro-kernel loop (a 12x32 tile: 24 AVX-512 accumulators, 2 loads and 12 broadcasts\n"
+          "  per 24 multiply-adds) on L1-resident data, fastest of repeated runs: what the FMA units give when\n"
+          "  nothing waits for memory.")
+    print(f"ediff = `make` (portable), native = `make NATIVE=1`, torch = PyTorch {torch.__version__}; ratio = PyTorch time /\n"
+          f"ediff time (> 1: ediff faster), from median times, in parentheses from the fastest calls; "
+          f"{args.rounds} interleaved\nrounds of {args.budget:.2f} s per side and row.\n")
 
-    head = f"{'':34} {'thr':>3} {'ediff':>8} {'native':>8} {'torch':>8}   {'ratio':>13} {'ratio native':>13}"
-    def row(label, case, th, flop_unit="GFLOP/s", peak_col=False):
+    W = 40
+    head = f"{'thr':>3} {'ediff':>8} {'native':>8} {'torch':>8}   {'ratio':>11} {'ratio native':>12}"
+
+    def row(label, case, th, peak_col=False):
         r, flop = measure(case, th, args.budget, args.rounds, port, nat)
         ratio = lambda side: f"{r['torch'][0] / r[side][0]:5.2f} ({r['torch'][1] / r[side][1]:4.2f})"
-        line = (f"{label:34} {th:3d} {fmt_gf(flop, r['portable'][0])} {fmt_gf(flop, r['native'][0])} "
-                f"{fmt_gf(flop, r['torch'][0])}   {ratio('portable'):>13} {ratio('native'):>13}")
+        line = (f"{label:{W}} {th:3d} {fmt_gf(flop, r['portable'][0])} {fmt_gf(flop, r['native'][0])} "
+                f"{fmt_gf(flop, r['torch'][0])}   {ratio('portable'):>11} {ratio('native'):>12}")
         if peak_col:
-            line += f"   {100 * flop / r['portable'][0] / peak[th]:3.0f}% {100 * flop / r['native'][0] / peak[th]:3.0f}%"
+            line += f"   {100 * flop / r['portable'][0] / peak[th]:4.0f}% {100 * flop / r['native'][0] / peak[th]:4.0f}%"
         print(line, flush=True)
 
-    print("GEMM, GFLOP/s (median)" + " " * 12 + head[34:] + "   % of peak (portable, native)")
+    print(f"{'GEMM M x N x K, GFLOP/s':{W}} {head}   % of peak (ediff, native)")
     for th in sorted({1, args.threads}):
         for label, M, N, K in GEMM:
             row(f"{M}x{N}x{K} {label}", f"gemm:{M},{N},{K}", th, peak_col=True)
-    print("\nconv2d 3x3, C -> C channels, GFLOP/s" + head[36:])
-    for label, C, H, W in CONV:
-        row(f"{C}ch {H}x{W} {label}", f"conv:{C},{H},{W}", args.threads)
-    print("\nattention (T, heads x dh), GFLOP/s   " + head[37:])
+    print(f"\n{'conv2d 3x3 C -> C, C x H x W, GFLOP/s':{W}} {head}")
+    for label, C, H, W_ in CONV:
+        row(f"{C}x{H}x{W_} {label}", f"conv:{C},{H},{W_}", args.threads)
+    print(f"\n{'attention Tq x Tk, heads x dh, GFLOP/s':{W}} {head}")
     for label, Tq, Tk, H, dh, causal in ATTN:
         row(f"{Tq}x{Tk} {H}x{dh} {label}", f"attn:{Tq},{Tk},{H},{dh},{causal}", args.threads)
     print("\nmodel: seconds and peak RSS, ediff vs the diffusers/transformers pipeline")
