@@ -387,7 +387,7 @@ static KERNEL_VERSIONS void pack_a_panel(float *dst, const Mat *A, int r0, int n
  * Row r is the filter tap (ci, ky, kx), stepped through without divisions; column c is output pixel
  * (c / wout, c % wout). Along a run of one output row the input pixels are evenly spaced, so each run
  * is a zero-fill, a (usually contiguous) copy and a zero-fill. */
-static void pack_b_im2col(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
+static KERNEL_VERSIONS void pack_b_im2col(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
 {
     int s = B->stride, k;
     int ci = k0 / (B->kh * B->kw), ky = k0 / B->kw % B->kh, kx = k0 % B->kw;
