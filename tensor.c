@@ -310,14 +310,15 @@ int get_threads(void)
 #define MC 480          /* multiple of MR */
 #define NC 2048         /* multiple of NR */
 
-/* The micro-kernel and the packing are compiled for several x86-64 levels, and the best one the CPU
- * has is picked when the program starts (GCC/clang function multi-versioning, via the ELF ifunc of
- * glibc): the default build runs on any x86-64 yet uses AVX-512 where present. Every version computes the same products
- * and sums in the same order (the default build does not contract a*b+c into an FMA), so results are
- * bit-identical whichever version runs (and with gcc or clang). NATIVE=1 builds (-march=native) need no
- * dispatch; -DEDIFF_NO_DISPATCH builds only the baseline version. */
+/* The micro-kernel, the packing and the other hot loops are compiled for AVX-512, AVX2 and baseline
+ * x86-64 (SSE2), and the best one the CPU has is picked when the program starts (GCC/clang function
+ * multi-versioning, via the ELF ifunc of glibc): the default build runs on any x86-64 yet uses
+ * AVX-512 where present. Every version computes the same products and sums in the same order (the
+ * default build never contracts a*b+c into an FMA), so results are bit-identical whichever version
+ * runs, and with gcc or clang. NATIVE=1 builds (-march=native) need no dispatch; -DEDIFF_NO_DISPATCH
+ * builds only the baseline version. */
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX512F__) && !defined(EDIFF_NO_DISPATCH)
-#define KERNEL_VERSIONS __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define KERNEL_VERSIONS __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define KERNEL_VERSIONS
 #endif
