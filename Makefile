@@ -1,5 +1,5 @@
 # ediff — build, test, sanitize. Needs only a C99 compiler and make; OpenMP is used when the compiler
-# has it (make OMP=0 to build without). `make NATIVE=1` adds -march=native (not portable).
+# has it (make OMP=0 to build without). `make NATIVE=1` builds for this CPU only (see ARCH below).
 #
 #   make            ./ediff
 #   make test       build and run the whole suite (ends with "N passed, N failed")
