@@ -102,7 +102,9 @@ int  conv_out_size(int in, int k, int stride, int pad);
  * q [Tq, heads*dh], k and v [Tk, heads*dh], out [Tq, heads*dh] (row strides ldq, ldk, ldv, ldo; head h
  * owns columns h*dh .. h*dh+dh-1). Per head: out = softmax(scale · q kᵀ + bias) v.
  * Every additive term on the logits comes through AttnBias: T5 relative positions and padding masks
- * (add), causal masks (causal), paint-with-words (add times max over all heads of q kᵀ, eDiff-I §4.3). */
+ * (add), causal masks (causal), paint-with-words (add times max over all heads of q kᵀ, eDiff-I §4.3).
+ * Computed by blocks of queries and keys with an online softmax: the Tq x Tk scores are never all in
+ * memory. A query whose every key is masked (-inf) gets 0. */
 typedef struct {
     const float *add;           /* NULL or bias[h*hs + i*qs + j*ks]; a stride of 0 broadcasts */
     long         hs, qs, ks;

@@ -116,8 +116,8 @@ void tensor_to_f32(const Tensor *t, float *dst, int64_t start, int64_t n)
 
 /* exp(x) for float32: exp(x) = 2^n exp(r) with n = round(x / ln 2) and r = x - n ln 2 in two parts
  * (Cody & Waite 1980), exp(r) by the polynomial of Cephes' expf (Moshier 1992), 2^n written into the
- * exponent bits in two halves so subnormal results and results near FLT_MAX come out right. Relative
- * error within a few ulp of expf (checked by test/t_ops.c over the whole float range); exp(-inf) = 0,
+ * exponent bits in two halves so subnormal results and results near FLT_MAX come out right. Within 1 ulp
+ * of the correctly rounded exp (test/t_ops.c measures it over the whole float range); exp(-inf) = 0,
  * exp(+inf) = inf, NaN stays NaN. */
 static inline float vexpf(float x)
 {
