@@ -347,38 +347,44 @@ Mat mat_tensor(const Tensor *t, long rs, long cs)
     return m;
 }
 
-/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into one panel: dst[k*MR + i], rows nr..MR-1 zero.
- * Row-major A (a weight matrix, activations) is read MR rows at a time, k by k: contiguous stores,
- * which compilers vectorise better than the transposed order. */
+/* dst[k*n + i] = v_i[k] for n vectors v_i = p[off + i*stride + k] (k < kc) of a float dtype: the
+ * interleaving of both packings when the operand is contiguous along k (rows of a row-major A, columns
+ * of B = Wᵀ). Read n vectors k by k and store contiguously: what compilers vectorise best. */
+static inline void interleave(float *dst, int n, const void *p, int dtype, long off, long stride, int kc)
+{
+    int i, k;
+    if (dtype == DT_F32) {
+        const float *s = (const float *)p + off;
+        for (k = 0; k < kc; k++)
+            for (i = 0; i < n; i++) dst[k * n + i] = s[i * stride + k];
+    } else if (dtype == DT_F16) {
+        const uint16_t *s = (const uint16_t *)p + off;
+        for (k = 0; k < kc; k++)
+            for (i = 0; i < n; i++) dst[k * n + i] = half_to_float(s[i * stride + k]);
+    } else {
+        const uint16_t *s = (const uint16_t *)p + off;
+        for (k = 0; k < kc; k++)
+            for (i = 0; i < n; i++) dst[k * n + i] = bits_to_f32((uint32_t)s[i * stride + k] << 16);
+    }
+}
+
+/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into one panel: dst[k*MR + i], rows nr..MR-1 zero. */
 static KERNEL_VERSIONS void pack_a_panel(float *dst, const Mat *A, int r0, int nr, int k0, int kc)
 {
-    long rs = A->rs, off = (long)r0 * rs + k0;
     int i, k;
     if (A->cs == 1 && nr == MR) {
-        if (A->dtype == DT_F32) {
-            const float *p = (const float *)A->p + off;
-            for (k = 0; k < kc; k++)
-                for (i = 0; i < MR; i++) dst[k * MR + i] = p[i * rs + k];
-        } else if (A->dtype == DT_F16) {
-            const uint16_t *p = (const uint16_t *)A->p + off;
-            for (k = 0; k < kc; k++)
-                for (i = 0; i < MR; i++) dst[k * MR + i] = half_to_float(p[i * rs + k]);
-        } else {
-            const uint16_t *p = (const uint16_t *)A->p + off;
-            for (k = 0; k < kc; k++)
-                for (i = 0; i < MR; i++) dst[k * MR + i] = bits_to_f32((uint32_t)p[i * rs + k] << 16);
-        }
+        interleave(dst, MR, A->p, A->dtype, (long)r0 * A->rs + k0, A->rs, kc);
         return;
     }
     if (A->cs == 1) {
         float row[KC];
         for (i = 0; i < nr; i++) {
-            load_f32(row, A->p, A->dtype, (long)(r0 + i) * rs + k0, 1, kc);
+            load_f32(row, A->p, A->dtype, (long)(r0 + i) * A->rs + k0, 1, kc);
             for (k = 0; k < kc; k++) dst[k * MR + i] = row[k];
         }
     } else {
         for (k = 0; k < kc; k++)
-            load_f32(dst + k * MR, A->p, A->dtype, (long)r0 * rs + (long)(k0 + k) * A->cs, rs, nr);
+            load_f32(dst + k * MR, A->p, A->dtype, (long)r0 * A->rs + (long)(k0 + k) * A->cs, A->rs, nr);
     }
     for (k = 0; k < kc; k++)
         for (i = nr; i < MR; i++) dst[k * MR + i] = 0.0f;
@@ -435,19 +441,26 @@ static KERNEL_VERSIONS void pack_b_panel(float *dst, const Mat *B, int k0, int k
         pack_b_im2col(dst, B, k0, kc, c0, nc);
         return;
     }
-    if (B->cs == 1 || B->rs != 1) {
+    if (B->rs == 1 && B->cs != 1 && nc == NR) {           /* column-contiguous: B = Wᵀ of a row-major W */
+        interleave(dst, NR, B->p, B->dtype, (long)k0 + (long)c0 * B->cs, B->cs, kc);
+        return;
+    }
+    if (B->cs == 1 && B->dtype == DT_F32) {               /* row-contiguous f32: activations */
+        const float *s = (const float *)B->p + (long)k0 * B->rs + c0;
+        for (k = 0; k < kc; k++)
+            for (j = 0; j < nc; j++) dst[k * NR + j] = s[k * B->rs + j];
+    } else if (B->cs == 1 || B->rs != 1) {
         for (k = 0; k < kc; k++)
             load_f32(dst + k * NR, B->p, B->dtype, (long)(k0 + k) * B->rs + (long)c0 * B->cs, B->cs, nc);
-    } else {                                    /* column-contiguous (B = Wᵀ of a row-major W) */
+    } else {
         float col[KC];
         for (j = 0; j < nc; j++) {
             load_f32(col, B->p, B->dtype, (long)k0 + (long)(c0 + j) * B->cs, 1, kc);
             for (k = 0; k < kc; k++) dst[k * NR + j] = col[k];
         }
     }
-    if (nc < NR)
-        for (k = 0; k < kc; k++)
-            for (j = nc; j < NR; j++) dst[k * NR + j] = 0.0f;
+    for (k = 0; k < kc; k++)
+        for (j = nc; j < NR; j++) dst[k * NR + j] = 0.0f;
 }
 
 /* The micro-kernel: acc[MR][NR] = sum over k of a[k*MR + i] * b[k*NR + j] (k ascending), then the
