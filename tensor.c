@@ -392,40 +392,55 @@ static KERNEL_VERSIONS void pack_a_panel(float *dst, const Mat *A, int r0, int n
 
 /* Columns c0..c0+nc-1 of an implicit im2col matrix, rows k0..k0+kc-1, into a panel dst[k*NR + j].
  * Row r is the filter tap (ci, ky, kx), stepped through without divisions; column c is output pixel
- * (c / wout, c % wout). Along a run of one output row the input pixels are evenly spaced, so each run
- * is a zero-fill, a (usually contiguous) copy and a zero-fill. */
+ * (c / wout, c % wout). The panel's columns fall into runs, one per output row they touch, along which
+ * the input pixels are evenly spaced: without padding (conv2d pads a copy first) each run is a plain
+ * copy from the tap's origin plus a fixed offset; with padding, a zero-fill, a copy and a zero-fill. */
 static KERNEL_VERSIONS void pack_b_im2col(float *dst, const Mat *B, int k0, int kc, int c0, int nc)
 {
-    int s = B->stride, k;
+    int s = B->stride, k, j, r, t, runs = 0;
     int ci = k0 / (B->kh * B->kw), ky = k0 / B->kw % B->kh, kx = k0 % B->kw;
-    int oy0 = c0 / B->wout, ox0 = c0 % B->wout;
+    int oy0 = c0 / B->wout, ox0 = c0 % B->wout, run_j[NR + 1];
+    long run_off[NR];
+    for (j = 0; j < nc; runs++) {                              /* runs: columns [run_j[r], run_j[r+1]) */
+        int oy = oy0 + runs, ox = runs ? 0 : ox0;
+        run_j[runs] = j;
+        run_off[runs] = (long)oy * s * B->w + (long)ox * s;
+        j += imin(B->wout - ox, nc - j);
+    }
+    run_j[runs] = nc;
     for (k = 0; k < kc; k++) {
-        int off = kx * B->dil - B->pad;                                /* ix = ox*s + off */
-        int ox_lo = off >= 0 ? 0 : (-off + s - 1) / s;                 /* first ox with ix >= 0 */
-        int ox_hi = B->w - 1 - off >= 0 ? (B->w - 1 - off) / s + 1 : 0; /* past the last with ix < w */
         const float *img = (const float *)B->p + (long)ci * B->h * B->w;
         float *d = dst + k * NR;
-        int j = 0, oy = oy0, ox = ox0;
-        while (j < nc) {
-            int run = imin(B->wout - ox, nc - j), t;
-            int iy = oy * s - B->pad + ky * B->dil;
-            int lo = ox_lo - ox, hi = imin(ox_hi - ox, run);           /* valid t in [lo, hi) */
-            float *dj = d + j;
-            if (lo < 0) lo = 0;
-            if (iy < 0 || iy >= B->h || lo >= hi) {
-                for (t = 0; t < run; t++) dj[t] = 0.0f;
-            } else {
-                const float *src = img + (long)iy * B->w + (long)ox * s + off;
-                for (t = 0; t < lo; t++) dj[t] = 0.0f;
-                if (s == 1) for (t = lo; t < hi; t++) dj[t] = src[t];
-                else        for (t = lo; t < hi; t++) dj[t] = src[(long)t * s];
-                for (t = hi; t < run; t++) dj[t] = 0.0f;
+        if (B->pad == 0) {
+            const float *tap = img + (long)ky * B->dil * B->w + (long)kx * B->dil;
+            for (r = 0; r < runs; r++) {
+                const float *src = tap + run_off[r];
+                float *dj = d + run_j[r];
+                int n = run_j[r + 1] - run_j[r];
+                if (s == 1 && n == NR) for (t = 0; t < NR; t++) dj[t] = src[t];
+                else if (s == 1)       for (t = 0; t < n; t++) dj[t] = src[t];
+                else                   for (t = 0; t < n; t++) dj[t] = src[(long)t * s];
             }
-            j += run;
-            ox = 0;
-            oy++;
+        } else {
+            int off = kx * B->dil - B->pad;                                /* ix = ox*s + off */
+            int ox_lo = off >= 0 ? 0 : (-off + s - 1) / s;                 /* first ox with ix >= 0 */
+            int ox_hi = B->w - 1 - off >= 0 ? (B->w - 1 - off) / s + 1 : 0; /* past the last with ix < w */
+            for (r = 0; r < runs; r++) {
+                int ox = r ? 0 : ox0, n = run_j[r + 1] - run_j[r];
+                int iy = (oy0 + r) * s - B->pad + ky * B->dil;
+                int lo = ox_lo - ox > 0 ? ox_lo - ox : 0, hi = imin(ox_hi - ox, n); /* valid t in [lo, hi) */
+                float *dj = d + run_j[r];
+                if (iy < 0 || iy >= B->h || lo >= hi) {
+                    for (t = 0; t < n; t++) dj[t] = 0.0f;
+                } else {
+                    const float *src = img + (long)iy * B->w + (long)ox * s + off;
+                    for (t = 0; t < lo; t++) dj[t] = 0.0f;
+                    for (t = lo; t < hi; t++) dj[t] = src[(long)t * s];
+                    for (t = hi; t < n; t++) dj[t] = 0.0f;
+                }
+            }
         }
-        for (; j < NR; j++) d[j] = 0.0f;
+        for (j = nc; j < NR; j++) d[j] = 0.0f;
         if (++kx == B->kw) {                                           /* next filter tap */
             kx = 0;
             if (++ky == B->kh) { ky = 0; ci++; }

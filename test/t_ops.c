@@ -160,6 +160,20 @@ static void conv_case(TestRun *T, const Blob *ref, const char *op, const char *c
         conv2d(y, x, (int)xt->shape[0], (int)xt->shape[1], (int)xt->shape[2], w,
                field_int(p, 2) ? b : NULL, field_int(p, 0), field_int(p, 1));
         check_close(T, name, y, want, nwant, 1e-5, TOL_REL);
+        if (field_int(p, 1) > 0) {          /* the GEMM's own zero padding (conv2d pads a copy instead) */
+            int cin = (int)xt->shape[0], h = (int)xt->shape[1], wd = (int)xt->shape[2], s = field_int(p, 0);
+            int cout = (int)w->shape[0], k = (int)w->shape[2], pad = field_int(p, 1), co;
+            int hout = conv_out_size(h, k, s, pad), wout = conv_out_size(wd, k, s, pad);
+            Mat A = mat_tensor(w, (long)cin * k * k, 1), B;
+            memset(&B, 0, sizeof B);
+            B.kind = MAT_IM2COL; B.dtype = DT_F32; B.p = x; B.cin = cin; B.h = h; B.w = wd; B.kh = k; B.kw = k;
+            B.stride = s; B.pad = pad; B.dil = 1; B.hout = hout; B.wout = wout;
+            gemm(cout, hout * wout, cin * k * k, &A, &B, y, (long)hout * wout, 0);
+            for (co = 0; co < cout && field_int(p, 2); co++)
+                for (long i = 0; i < (long)hout * wout; i++) y[co * hout * wout + i] += tensor_at(b, co);
+            snprintf(name, sizeof name, "ops.conv2d_im2col_pad.%s", c);
+            check_close(T, name, y, want, nwant, 1e-5, TOL_REL);
+        }
         free(y);
     }
     free(x); free(want);
