@@ -501,8 +501,10 @@ static KERNEL_VERSIONS void micro_kernel(int kc, const float *restrict a, const 
     }
 }
 
-/* Threads are woken only for at least this many multiply-adds (about 50 us of one core's work). */
-#define PAR_WORK 262144.0
+/* Threads are woken only for at least this many multiply-adds (10 to 20 us of one core's work): below,
+ * forking and joining costs about as much as it saves, and far more when the machine is busy (a
+ * thread waiting for a core stalls the whole op). */
+#define PAR_WORK 1048576.0
 
 /* One GEMM call, or the part of it one thread computes: rows m0..m1-1 and columns n0..n1-1 of C,
  * with its own packing buffers (MC x KC and KC x NC floats, or less). */
