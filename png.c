@@ -1106,7 +1106,7 @@ static int expand_row(const PngHeader *h, const uint8_t *row, uint32_t n, uint8_
     uint32_t x;
     int d = h->depth;
     for (x = 0; x < n; x++, dst += step) {
-        unsigned v[4], c;
+        unsigned v[4] = {0, 0, 0, 0}, c;    /* every used v[c] is set; gcc -O3 cannot tell */
         for (c = 0; c < (unsigned)h->channels; c++) v[c] = sample_at(row, (size_t)x * h->channels + c, d);
         switch (h->color) {
         case CT_GREY:
