@@ -7,7 +7,9 @@ servers beside this process, and every row is measured in rounds that interleave
 ediff-native and PyTorch, so the three see the same machine load (the machines are shared). Each
 round times a case repeatedly for `--budget` seconds; a row reports the median time over all its calls
 (and the fastest call, in parentheses for the ratios). A ratio is PyTorch time / ediff time: above 1,
-ediff is faster. Same threads (torch.set_num_threads), same shapes, same data sizes, float32.
+ediff is faster. Same threads (torch.set_num_threads), same shapes, same data sizes, float32, and the
+same OpenMP wait policy (passive by default: on a shared machine, threads that spin between parallel
+regions, one side's or another job's, stall the other side's 2-thread runs by whole scheduler slices).
 
 PyTorch is the reference only if its BLAS is a real one: a build on the reference BLAS (about
 6 GFLOP/s) is refused, by its build configuration and by a measured sgemm.
@@ -21,8 +23,7 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
+torch = F = None                    # imported in main(), after the OpenMP wait policy is set
 
 # --- The rows. Shapes are the default model's (weights/ediffi.py: base UNet 32x32 with channels 32/64/128,
 # attention at 8x8 with 4 heads of 32, cross-attention to 32 + 79 = 111 context rows; SR UNet 64x64 with
@@ -155,13 +156,21 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget", type=float, default=0.08, help="seconds per side per round")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--omp-wait", choices=("passive", "active"), default="passive",
+                    help="OMP_WAIT_POLICY of both sides (default passive: on a shared machine spinning threads "
+                         "of one side, or of other jobs, stall the other side's 2-thread runs)")
     args = ap.parse_args()
+    os.environ["OMP_WAIT_POLICY"] = args.omp_wait          # read by libgomp when it loads: torch's and ours
+    global torch, F
+    import torch
+    import torch.nn.functional as F
 
     t_start = time.time()
     blas, lapack, onednn, sgemm1 = torch_blas()
     print(f"ediff bench  {time.strftime('%Y-%m-%d %H:%M:%S')}  {platform.node()}  {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"PyTorch {torch.__version__}: BLAS {blas}, LAPACK {lapack}, {onednn}; 1-thread sgemm 1024: {sgemm1:.1f} GFLOP/s")
+    print(f"OMP_WAIT_POLICY={args.omp_wait} for both sides")
     if blas.lower() in ("unknown", "blas", "generic", "eigen", "open") or sgemm1 < 20.0:
         sys.exit("bench: PyTorch runs on a reference BLAS here (BLAS_INFO=%s, %.1f GFLOP/s): not a reference to "
                  "compare against; install the PyPI CPU build (MKL + oneDNN)" % (blas, sgemm1))
