@@ -51,8 +51,8 @@ static void fill(float *x, size_t n, uint32_t seed)
 /* --- peak: the GEMM micro-kernel's loop (a 12 x 32 accumulator tile: 24 of the 32 AVX-512 registers,
  * two vector loads and twelve broadcasts per 24 multiply-adds) over 16 k-steps of data that stay in
  * L1, repeated. Compiled with NATIVE=1 this is vfmadd231ps on zmm registers at 2 per cycle: the
- * machine's FMA peak. The portable build measures its own (no FMA) ceiling; bench.py takes the peak
- * from the native binary. */
+ * machine's FMA peak (bench.py takes it from the native program; the portable one runs it as plain
+ * SSE2, since only the library's hot loops are dispatched). */
 #define PEAK_ROWS 12
 #define PEAK_COLS 32
 #ifdef __clang__
