@@ -10,6 +10,11 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: ediff info FILE            print a blob's metadata and tensor table\n"
+            "       ediff tokenize [--model FILE] clip|t5 TEXT\n"
+            "                                  print the token ids of TEXT (clip: the 77 of clip.tokenize;\n"
+            "                                  t5: EncodeAsIds + </s>) on one line\n"
+            "       ediff tokenize [--model FILE] --cases FILE.tsv\n"
+            "                                  check every case of a tokenizer case file\n"
             "       ediff --help | --version\n");
 }
 
@@ -45,10 +50,65 @@ static int cmd_info(int argc, char **argv)
     return 0;
 }
 
+/* ediff tokenize [--model FILE] (clip|t5 TEXT | --cases FILE): the tokenizer data comes from the
+ * model blob, or from weights/vocab/ without --model. */
+static int cmd_tokenize(int argc, char **argv)
+{
+    ClipTokenizer clip;
+    T5Tokenizer t5;
+    Blob blob;
+    char err[EDIFF_ERR];
+    int a = 2, rc = 0, passed = 0, failed = 0, i;
+    const char *model = NULL;
+    if (argc >= 4 && strcmp(argv[a], "--model") == 0) model = argv[a + 1], a += 2;
+    if (argc - a != 2 || (strcmp(argv[a], "clip") && strcmp(argv[a], "t5") && strcmp(argv[a], "--cases"))) {
+        fprintf(stderr, "ediff tokenize: expected [--model FILE] clip|t5 TEXT, or [--model FILE] --cases FILE.tsv\n");
+        return 2;
+    }
+    if (model && blob_open(&blob, model, err)) {
+        fprintf(stderr, "ediff: %s\n", err);
+        return 1;
+    }
+    if (tokenizers_open(&clip, &t5, model ? &blob : NULL, err)) {
+        fprintf(stderr, "ediff: %s\n", err);
+        if (model) blob_close(&blob);
+        return 1;
+    }
+    if (strcmp(argv[a], "--cases") == 0) {
+        if (tokenizer_check_cases(&clip, &t5, argv[a + 1], stdout, &passed, &failed, err)) {
+            fprintf(stderr, "ediff: %s\n", err);
+            rc = 1;
+        } else {
+            printf("%d passed, %d failed\n", passed, failed);
+            rc = failed ? 1 : 0;
+        }
+    } else {
+        Tokens ids = {0};
+        int32_t clip_ids[CLIP_CONTEXT];
+        const char *text = argv[a + 1];
+        if (argv[a][0] == 'c') {
+            rc = clip_tokenize(&clip, text, strlen(text), clip_ids, err);
+            for (i = 0; !rc && i < CLIP_CONTEXT; i++) printf("%s%d", i ? " " : "", (int)clip_ids[i]);
+        } else {
+            rc = t5_tokenize(&t5, text, strlen(text), 0, &ids, err);
+            for (i = 0; !rc && i < ids.n; i++) printf("%s%d", i ? " " : "", (int)ids.id[i]);
+        }
+        if (rc) fprintf(stderr, "ediff: %s\n", err);
+        else printf("\n");
+        rc = rc ? 1 : 0;
+        tokens_free(&ids);
+    }
+    clip_tokenizer_free(&clip);
+    t5_tokenizer_free(&t5);
+    if (model) blob_close(&blob);
+    return rc;
+}
+
 #ifndef EDIFF_NO_MAIN
 int main(int argc, char **argv)
 {
     if (argc >= 2 && strcmp(argv[1], "info") == 0) return cmd_info(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "tokenize") == 0) return cmd_tokenize(argc, argv);
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
         usage(stdout);
         return 0;
