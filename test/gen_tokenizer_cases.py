@@ -1,0 +1,232 @@
+"""Write test/tokenizer_cases_extra.tsv: tokenizer reference cases made with the ORIGINAL tools, in
+exactly the format of test/tokenizer_cases.tsv (the shipped cases; see its header).
+
+    pip install --no-deps openai-clip==1.0.1     # OpenAI's clip package (its simple_tokenizer.py)
+    /work/.venv/bin/python test/gen_tokenizer_cases.py
+
+CLIP: OpenAI CLIP's SimpleTokenizer, from PyPI openai-clip 1.0.1, whose clip/simple_tokenizer.py is
+byte-identical to openai/CLIP at commit d05afc436d78f1c48dc0dbf8e5980a9d471f35f6 (sha256 checked
+below), loaded standalone (the package __init__ imports torch and torchvision), with ftfy replaced
+by a stub whose fix_text returns its input unchanged, exactly as the shipped cases were made, and
+with the package's own bpe_simple_vocab_16e6.txt.gz (sha256 checked). open_clip's tokenizer is not
+used: it names its special tokens <start_of_text>/<end_of_text>, so a literal <|endoftext|> differs.
+T5: PyPI sentencepiece with weights/vocab/t5_spiece.model. Before writing anything the script checks
+that these tools reproduce every case of the shipped file (CLIP cases and the sentencepiece 0.1.97
+T5 cases), that weights/vocab/clip_merges.txt is the first 48,895 lines of the vocabulary file,
+and that every character of every new text is assigned in this Python's Unicode version (so the
+`regex` module's own, possibly newer, Unicode tables cannot change a result).
+"""
+import gzip
+import hashlib
+import importlib.util
+import os
+import random
+import sys
+import types
+import unicodedata
+
+import regex
+import sentencepiece
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+SHIPPED = os.path.join(ROOT, "test", "tokenizer_cases.tsv")
+OUT = os.path.join(ROOT, "test", "tokenizer_cases_extra.tsv")
+SPIECE = os.path.join(ROOT, "weights", "vocab", "t5_spiece.model")
+MERGES = os.path.join(ROOT, "weights", "vocab", "clip_merges.txt")
+SIMPLE_TOKENIZER_SHA256 = "d1b09f10ed3d1e2c343619cb98cbfacb92363dd8607526a43aa7fe2d60d15bad"
+VOCAB_GZ_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a"
+MERGES_SHA256 = "685491abbdad36159d094ecdc23bebc0dd53f8d1df35c4d74ef6036db2ba7572"
+
+
+def sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def load_simple_tokenizer():
+    spec = importlib.util.find_spec("clip")
+    if spec is None:
+        sys.exit("openai-clip is not installed: pip install --no-deps openai-clip==1.0.1")
+    pkg = spec.submodule_search_locations[0]
+    path = os.path.join(pkg, "simple_tokenizer.py")
+    vocab = os.path.join(pkg, "bpe_simple_vocab_16e6.txt.gz")
+    assert sha256(path) == SIMPLE_TOKENIZER_SHA256, "unexpected simple_tokenizer.py"
+    assert sha256(vocab) == VOCAB_GZ_SHA256, "unexpected bpe_simple_vocab_16e6.txt.gz"
+    ftfy_stub = types.ModuleType("ftfy")
+    ftfy_stub.fix_text = lambda text: text                  # ftfy as the identity (see header)
+    saved = sys.modules.get("ftfy")
+    sys.modules["ftfy"] = ftfy_stub
+    mod_spec = importlib.util.spec_from_file_location("simple_tokenizer", path)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    if saved is not None:
+        sys.modules["ftfy"] = saved
+    else:
+        del sys.modules["ftfy"]
+    lines = gzip.open(vocab).read().split(b"\n")
+    with open(MERGES, "rb") as f:
+        assert f.read() == b"\n".join(lines[:48895]) + b"\n", "clip_merges.txt is not the vocab's first 48,895 lines"
+    assert sha256(MERGES) == MERGES_SHA256
+    return mod.SimpleTokenizer(bpe_path=vocab)
+
+
+def clip_ids(tok, text):
+    """clip.tokenize(text, context_length=77, truncate=True)[0] without torch."""
+    raw = tok.encode(text)
+    ids = [tok.encoder["<|startoftext|>"]] + raw + [tok.encoder["<|endoftext|>"]]
+    if len(ids) > 77:
+        ids = ids[:77]
+        ids[-1] = tok.encoder["<|endoftext|>"]
+    return ids + [0] * (77 - len(ids)), raw
+
+
+def escape(s):
+    out = []
+    for c in s:
+        if c == "\\":
+            out.append("\\\\")
+        elif c == "\t":
+            out.append("\\t")
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif ord(c) < 0x20 or ord(c) == 0x7F:
+            out.append("\\x%02x" % ord(c))
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def unescape(s):
+    out, i = [], 0
+    while i < len(s):
+        if s[i] != "\\":
+            out.append(s[i])
+            i += 1
+            continue
+        e = s[i + 1]
+        if e == "x":
+            out.append(chr(int(s[i + 2:i + 4], 16)))
+            i += 4
+            continue
+        out.append({"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}[e])
+        i += 2
+    return "".join(out)
+
+
+def check_shipped(tok, sp):
+    n = 0
+    with open(SHIPPED, encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("#") or not line.strip("\n"):
+                continue
+            kind, text, ids = line.rstrip("\n").split("\t")
+            want = [int(x) for x in ids.split()]
+            text = unescape(text)
+            got = clip_ids(tok, text)[0] if kind == "clip" else sp.encode(text) + [1]
+            assert got == want, (kind, text, got, want)
+            n += 1
+    print("shipped cases reproduced: %d (sentencepiece %s, regex %s)" % (n, sentencepiece.__version__, regex.__version__))
+
+
+def texts():
+    t = []
+    # Non-Latin scripts.
+    t += ["مرحبا كيف حالك اليوم", "שלום עולם, מה שלומך", "नमस्ते दुनिया, आप कैसे हैं", "สวัสดีชาวโลก", "வணக்கம் உலகம்",
+          "გამარჯობა მსოფლიო", "Բարեւ աշխարհ", "ሰላም ልዑል", "សួស្តី​ពិភពលោក", "བཀྲ་ཤིས་བདེ་ལེགས།", "ᠮᠣᠩᠭᠣᠯ ᠪᠢᠴᠢᠭ",
+          "ᏣᎳᎩ ᎦᏬᏂᎯᏍᏗ", "汉字和漢字混合", "カタカナとひらがなと漢字", "ㅎㅏㄴㄱㅡㄹ 자모", "Ўзбек тілі і Україна",
+          "ΟΔΟΣ ΣΑΣ Σ aΣ Σ. ΑΣ΄Α", "ὈΔΥΣΣΕΎΣ", "İstanbul İİ DİYARBAKIR ı", "Ǆemal ǅemal ǆemal", "ΜΆΪΟΣ ΣΊΣΥΦΟΣ"]
+    # Emoji, ZWJ sequences, flags, keycaps, variation selectors, skin tones.
+    t += ["👨‍👩‍👧‍👦 family", "🏳️‍🌈 flag", "🇫🇷🇩🇪🇯🇵", "1️⃣ 2️⃣ #️⃣", "👍🏽 thumbs 👍🏿", "❤️ vs ❤",
+          "🐶🐱🐭🐹🐰", "a😀b😀😀c", "👩‍💻 coding at night 🌙✨", "🧑🏾‍🚀 astronaut", "☕️ coffee ☕"]
+    # Combining marks, normalisation forms.
+    t += ["e\u0301 vs \u00e9", "Zalgo: Z\u0351\u036b\u0343a\u0367l\u0342g\u0310o\u0306", "\u1100\u1161\u11a8 decomposed hangul",
+          "a\u0308o\u0308u\u0308", "\u03b1\u0345 \u1fb3 \u1fbc \u0345alone", "n\u0303o\u0303", "i\u0307\u0301"]
+    # Full-width and half-width forms, ligatures, compatibility characters.
+    t += ["ＡＢＣ　ＤＥＦ　１２３！", "ｈｅｌｌｏ　ｗｏｒｌｄ", "ｱｲｳｴｵ ﾊﾝｶｸ", "ﬁne ﬂower ﬀ ﬃ ﬄ ﬅ ﬆ", "Œuvre Ĳssel æther",
+          "㎏ ㎞ ℃ ℉ № ™ ℠", "ℌ𝔢𝔩𝔩𝔬 𝐁𝐨𝐥𝐝 𝟏𝟐𝟑", "ﷺ ﷽", "x² y³ H₂O", "Ⅻ ⅻ Ⅳ"]
+    # Digits.
+    t += ["٠١٢٣٤٥٦٧٨٩ arabic-indic", "०१२३४५६७८९", "½ ¼ ¾ ⅓ ⅞", "①②③ ⑴ ⒈", "3.14159265358979323846",
+          "1,000,000 and 1.000.000", "0x1F 0b1010 1e-9", "２０２３年１２月", "๑๒๓ thai digits", "𝟘𝟙𝟚"]
+    # HTML entities (html.unescape twice).
+    t += ["&amp; &lt;tag&gt; &quot;q&quot; &#39;s &#x27;t", "&amp;lt; double &amp;amp;", "&nbsp;nbsp&nbsp;", "&copy 2024 &reg",
+          "&#8364; &#128; &#150; &#x80; &#159;", "&#0; &#13; &#1; &#11; &#x110000; &#xD800;", "&ampx &notit; &notin; &ampamp",
+          "&#65&#66 &#x41&#X42;", "&# &#x; &; & alone &&", "&" + "a" * 40 + ";", "&NotNestedGreaterGreater; &nGt; &acE;",
+          "&lt;|endoftext|&gt; entity special", "&AMP; &AMP &Amp;", "&#0000000065; &#99999999999999999999;",
+          "&frac12;&frac34 &sup2", "&#x1F600; &#128512;", "&lt;&lt;&gt;&gt;", "a&b c&d;e"]
+    # Odd whitespace.
+    t += ["tab\there\tand\nnewline\r\nwindows", "vt\x0bff\x0cfs\x1cgs\x1drs\x1eus\x1fend", "\x1c\x1dleading seps\x1e",
+          "nel\x85nbsp\u00a0ogham\u1680end", "\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200aspaces",
+          "line\u2028para\u2029narrow\u202fmath\u205fideo\u3000end", "zero\u200bwidth\u200cjoiner\u200dbom\ufeffend",
+          "mongolian\u180evowel", "  \t\n  padded  \t\n  ", "a\u3000\u3000b"]
+    # Very long words.
+    t += ["a" * 300, "supercalifragilisticexpialidocious" * 12, "x" + "yz" * 150, "抽象的な長い単語" * 40,
+          "1234567890" * 30, "!?" * 150, "😀" * 100, "pneumonoultramicroscopicsilicovolcanoconiosis",
+          "".join(chr(0x61 + (i * 7) % 26) for i in range(500))]
+    # Contractions and quotes.
+    t += ["I'LL BE THERE, Y'ALL", "don't won't can't shan't", "'s 't 're 've 'm 'll 'd", "''s '''", "o'clock ma'am",
+          "they'd've", "don’t curly ’s", "'ſ and 'Ś", "it's 'S'", "rock'n'roll'll"]
+    # Special tokens and their look-alikes.
+    t += ["<|startoftext|>", "<|ENDOFTEXT|> upper", "a<|endoftext|>b", "!<|endoftext|>", "<|endoftext|><|endoftext|>",
+          "<|endoftext", "<|ſtartoftext|>", "</s> <pad> <unk> literal", "<|startoftext|>hello<|endoftext|>"]
+    # Control characters, replacement character, sentencepiece's meta symbol.
+    t += ["\x00", "a\x00b", "\x7f\x01\x02", "\x1b[31mred\x1b[0m", "\ufffd replacement", "▁ meta ▁▁ symbol", "a▁b"]
+    # Empty and near-empty input.
+    t += ["", "   ", "\t\n", "&nbsp;", "\u200b", "\u0345", ".", "'"]
+    # Boundaries of CLIP's 77-token window.
+    t += [" ".join(["cat"] * k) for k in (74, 75, 76, 77, 80)]
+    t += ["a photo of " + "very " * 90 + "big dog"]
+    # Seeded random mixtures of all of the above.
+    pool = ("abcxyzABC çéßñ ΣσςΑ İı ſ 日本語 한국 ab12 ٣४ ½² ①Ⅻ ﬁ ＡＢ １ 😀👍🏽‍ \u0301\u0345 & ; # &amp &lt; &#39; "
+            "' 's 'll <|endoftext|> \t\n\x0b\x1c\u00a0\u2028\u3000 ▁ . , ! ? - \x00")
+    rng = random.Random(20240601)
+    for _ in range(40):
+        t.append("".join(rng.choice(pool) for _ in range(rng.randint(1, 60))))
+    return t
+
+
+def main():
+    tok = load_simple_tokenizer()
+    sp = sentencepiece.SentencePieceProcessor(model_file=SPIECE)
+    check_shipped(tok, sp)
+    cases = texts()
+    assert len(set(cases)) == len(cases), "duplicate texts"
+    for text in cases:
+        for c in text:
+            assert unicodedata.category(c) != "Cn", "U+%04X is unassigned in Unicode %s" % (ord(c), unicodedata.unidata_version)
+    lines = []
+    for text in cases:
+        ids, raw = clip_ids(tok, text)
+        lines.append("clip\t%s\t%s" % (escape(text), " ".join(map(str, ids))))
+        lines.append("#clip_raw\t%s" % " ".join(map(str, raw)))
+        lines.append("t5\t%s\t%s" % (escape(text), " ".join(map(str, sp.encode(text) + [1]))))
+        lines.append("#t5_pieces\t%s" % " ".join(escape(p) for p in sp.encode_as_pieces(text)))
+    header = [
+        "# Set: EXTRA (%d texts, %d case lines), written by test/gen_tokenizer_cases.py" % (len(cases), 2 * len(cases)),
+    ]
+    with open(SHIPPED, encoding="utf-8") as f:
+        shipped_header = [l.rstrip("\n") for l in f if l.startswith("#")]
+    # The format description of the shipped file (everything up to its own "# Sources:" lines).
+    fmt = []
+    for l in shipped_header[1:]:
+        if l.startswith("# Sources:"):
+            break
+        fmt.append(l)
+    header += fmt
+    header += [
+        "# Sources: CLIP = PyPI openai-clip 1.0.1, whose clip/simple_tokenizer.py is byte-identical to openai/CLIP commit "
+        "d05afc436d78f1c48dc0dbf8e5980a9d471f35f6 (MIT), with its vocab bpe_simple_vocab_16e6.txt.gz sha256 %s;" % VOCAB_GZ_SHA256,
+        "#   run with ftfy replaced by a stub whose fix_text returns its input unchanged (real ftfy changes some cases, e.g. full-width, ligatures, curly quotes);",
+        "#   regex %s, Python %s str.lower (unicodedata %s), html.unescape applied twice as in simple_tokenizer; every character is assigned in Unicode %s."
+        % (regex.__version__, sys.version.split()[0], unicodedata.unidata_version, unicodedata.unidata_version),
+        "#   T5 = sentencepiece %s (PyPI; reproduces every T5 case of test/tokenizer_cases.tsv, made with 0.1.97), real T5 model spiece.model sha256 %s."
+        % (sentencepiece.__version__, sha256(SPIECE)),
+    ]
+    with open(OUT, "w", encoding="utf-8", newline="\n") as f:
+        f.write("\n".join(header + lines) + "\n")
+    print("wrote %s: %d texts, %d case lines" % (os.path.relpath(OUT, ROOT), len(cases), 2 * len(cases)))
+
+
+if __name__ == "__main__":
+    main()
