@@ -175,8 +175,8 @@ def c_string(b):
 def main():
     flags = [flags_of(cp) for cp in range(MAXCP)]
     check_against_regex(flags)
-    starts = [0] + [cp for cp in range(1, MAXCP) if flags[cp] != flags[cp - 1]]
     runs, multi = lower_tables()
+    assert all(chr(c).lower() == (chr(c + 32) if "A" <= chr(c) <= "Z" else chr(c)) for c in range(0x80))
     assert multi == [(0x130, [0x69, 0x307])], multi
     folds = ascii_folds()
     ents = sorted((k.encode(), v.encode()) for k, v in html.entities.html5.items())
@@ -196,22 +196,21 @@ def main():
       " * classes of the `regex` pattern and of str.strip/str.lower, str.lower's mapping, and\n"
       " * html.unescape's tables. */\n")
     w('#include "ediff.h"\n\n')
-    w("/* Code point classes (UNI_* flags): a class holds from start[i] up to start[i+1] - 1. */\n")
-    w("static const uint32_t class_start[%d] = {\n" % len(starts))
-    for i in range(0, len(starts), 10):
-        w("    " + ", ".join("0x%x" % s for s in starts[i:i + 10]) + ",\n")
-    w("};\nstatic const uint8_t class_flags[%d] = {\n" % len(starts))
-    for i in range(0, len(starts), 20):
-        w("    " + ", ".join(str(flags[s]) for s in starts[i:i + 20]) + ",\n")
+    # Two-stage table: the flags of code point cp are block[index[cp >> 8]][cp & 255].
+    blocks, index = {}, []
+    for b in range(MAXCP >> 8):
+        index.append(blocks.setdefault(tuple(flags[b << 8:(b + 1) << 8]), len(blocks)))
+    assert len(blocks) <= 256
+    w("/* Code point classes (UNI_* flags), two-stage: flags(cp) = class_block[class_index[cp >> 8]][cp & 255]. */\n")
+    w("static const uint8_t class_index[%d] = {\n" % len(index))
+    for i in range(0, len(index), 32):
+        w("    " + ",".join(str(x) for x in index[i:i + 32]) + ",\n")
+    w("};\nstatic const uint8_t class_block[%d][256] = {\n" % len(blocks))
+    for blk in sorted(blocks, key=blocks.get):
+        w("    {" + ",".join(str(x) for x in blk) + "},\n")
     w("};\n\n")
     w("unsigned uni_flags(uint32_t cp)\n{\n"
-      "    size_t lo = 0, hi = sizeof class_start / sizeof class_start[0];\n"
-      "    if (cp >= 0x110000) return 0;\n"
-      "    while (hi - lo > 1) {                       /* class_start[lo] <= cp < class_start[hi] */\n"
-      "        size_t mid = lo + (hi - lo) / 2;\n"
-      "        if (class_start[mid] <= cp) lo = mid; else hi = mid;\n"
-      "    }\n"
-      "    return class_flags[lo];\n}\n\n")
+      "    return cp < 0x110000 ? class_block[class_index[cp >> 8]][cp & 255] : 0;\n}\n\n")
     w("/* str.lower, one code point to one: cp in [first, last] stepping by stride maps to cp + delta. */\n")
     w("static const struct { uint32_t first, last; int32_t delta; uint8_t stride; } lower_run[%d] = {\n"
       % len(runs))
@@ -220,6 +219,8 @@ def main():
     w("};\n\n")
     w("int uni_lower(uint32_t cp, uint32_t out[3])\n{\n"
       "    size_t lo = 0, hi = sizeof lower_run / sizeof lower_run[0];\n"
+      "    if (cp < 0x80) {                            /* ASCII */\n"
+      "        out[0] = cp >= 'A' && cp <= 'Z' ? cp + 32 : cp;\n        return 1;\n    }\n"
       "    if (cp == 0x130) {                          /* the one multi-character mapping */\n"
       "        out[0] = 0x69;\n        out[1] = 0x307;\n        return 2;\n    }\n"
       "    while (lo < hi) {                           /* first run with last >= cp */\n"
@@ -274,8 +275,8 @@ def main():
       "    return 0;\n}\n")
     with open(OUT, "w") as f:
         f.write("".join(o))
-    print("wrote %s: %d class ranges, %d lower-case runs, %d entities, folds %s"
-          % (os.path.normpath(OUT), len(starts), len(runs), len(ents), folds))
+    print("wrote %s: %d class blocks, %d lower-case runs, %d entities, folds %s"
+          % (os.path.normpath(OUT), len(blocks), len(runs), len(ents), folds))
 
 
 if __name__ == "__main__":
