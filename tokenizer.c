@@ -572,7 +572,7 @@ static void bpe_word(const ClipTokenizer *t, BpeWork *w, const uint8_t *b, size_
         nd->next = i + 1 < n ? (int32_t)i + 1 : -1;
         nd->rank = -1;
     }
-    for (i = 0; i + 1 < n; i++) bucket_refile(t, w, (int32_t)i);
+    for (i = n - 1; i-- > 0;) bucket_refile(t, w, (int32_t)i);  /* buckets list nodes left to right */
     while ((r = bucket_lowest(w)) >= 0) merge_bucket(t, w, r);
     for (k = 0; k >= 0 && (max_ids < 0 || out->n < max_ids); k = w->node[k].next) tokens_push(out, w->node[k].sym);
 }
