@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TEXT 0x7fffffffu   /* byte offsets are int32 */
+#define MAX_TEXT (1u << 30)    /* prompts up to 1 GiB: offsets in the cleaned text (under 2x longer) fit int32 */
 
 static int fail(char err[EDIFF_ERR], const char *fmt, ...)
 {
@@ -36,6 +36,10 @@ static void tokens_push(Tokens *t, int32_t id)
 {
     if (t->n == t->cap) {
         int32_t *p;
+        if (t->cap > (1 << 30)) {
+            fprintf(stderr, "ediff: too many token ids\n");
+            exit(1);
+        }
         t->cap = t->cap ? 2 * t->cap : 64;
         p = realloc(t->id, (size_t)t->cap * sizeof *p);
         if (!p) {
@@ -583,7 +587,7 @@ int clip_encode(const ClipTokenizer *t, const char *text, size_t len, int max_id
     uint32_t *s;
     uint8_t *bytes;
     BpeWork w;
-    if (len > MAX_TEXT) return fail(err, "clip: prompt of %zu bytes is too long", len);
+    if (len > MAX_TEXT) return fail(err, "clip: prompt of %zu bytes is too long (1 GiB at most)", len);
     s = decode_utf8((const uint8_t *)text, len, &n);
     n = clip_clean(s, n, &start);
     bytes = xmalloc(4 * n + 1);
@@ -989,8 +993,14 @@ static size_t normalize_prefix(const T5Tokenizer *t, const uint8_t *s, size_t n,
         *out_len = strlen(*out);                      /* the pool ends with NUL (checked at load) */
         return longest;
     }
+    *out_len = utf8_next(s, n, &cp);
+    if (cp == 0xFFFD && !(*out_len == 3 && s[0] == 0xEF)) {   /* ill-formed: U+FFFD for one byte */
+        *out = "\xef\xbf\xbd";
+        *out_len = 3;
+        return 1;
+    }
     *out = (const char *)s;
-    return *out_len = utf8_next(s, n, &cp);
+    return *out_len;
 }
 
 /* Normalizer::Normalize: charsmap rules, extra whitespace removed, dummy prefix, ' ' -> U+2581. */
@@ -1137,7 +1147,7 @@ int t5_encode(const T5Tokenizer *t, const char *text, size_t len, int max_ids, T
     size_t n;
     const uint8_t *s;
     Bytes norm = {NULL, 0, 0};
-    if (len > MAX_TEXT) return fail(err, "t5: prompt of %zu bytes is too long", len);
+    if (len > MAX_TEXT) return fail(err, "t5: prompt of %zu bytes is too long (1 GiB at most)", len);
     s = valid_utf8((const uint8_t *)text, len, &n, &owned);
     t5_normalize(t, s, n, &norm);
     free(owned);
