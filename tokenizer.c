@@ -367,20 +367,19 @@ static size_t lower_py(const uint32_t *s, size_t n, uint32_t *out)
 }
 
 /* The whole clean-up: whitespace_clean(basic_clean(text)).lower() with ftfy.fix_text = identity.
- * s has room for 2n code points; returns the cleaned text's [start, return) in s. */
-static size_t clip_clean(uint32_t *s, size_t n, size_t *start)
+ * s holds n code points and has room for 2n; the cleaned text replaces them, its length returned. */
+static size_t clip_clean(uint32_t *s, size_t n)
 {
     uint32_t *tmp = xmalloc((2 * n + 1) * sizeof *tmp);
-    size_t a, b;
+    size_t a, b, c;
     n = html_unescape(s, n, tmp);
     n = html_unescape(tmp, n, s);
-    b = strip_py(s, n, &a);
+    b = strip_py(s, n, &a);                           /* basic_clean's strip */
     n = collapse_spaces(s + a, b - a);
-    b = strip_py(s + a, n, start);
-    n = lower_py(s + a + *start, b - *start, tmp);
+    b = strip_py(s + a, n, &c);                       /* whitespace_clean's strip */
+    n = lower_py(s + a + c, b - c, tmp);
     memcpy(s, tmp, n * sizeof *s);
     free(tmp);
-    *start = 0;
     return n;
 }
 
@@ -583,13 +582,13 @@ static void bpe_word(const ClipTokenizer *t, BpeWork *w, const uint8_t *b, size_
 
 int clip_encode(const ClipTokenizer *t, const char *text, size_t len, int max_ids, Tokens *out, char err[EDIFF_ERR])
 {
-    size_t n, start, pos = 0, m, k, nb;
+    size_t n, pos = 0, m, k, nb;
     uint32_t *s;
     uint8_t *bytes;
     BpeWork w;
     if (len > MAX_TEXT) return fail(err, "clip: prompt of %zu bytes is too long (1 GiB at most)", len);
     s = decode_utf8((const uint8_t *)text, len, &n);
-    n = clip_clean(s, n, &start);
+    n = clip_clean(s, n);
     bytes = xmalloc(4 * n + 1);
     bpe_work_init(&w, t->n_merges);
     while ((max_ids < 0 || out->n < max_ids) && (m = next_pretoken(s, n, &pos))) {
@@ -622,13 +621,15 @@ int clip_tokenize(const ClipTokenizer *t, const char *text, size_t len, int32_t 
 
 /* bytes_to_unicode(): the 188 printable bytes map to themselves, the other 68 (in order) to
  * U+0100..U+0143; the table order (printable first) gives ids 0..255. */
+static int printable_byte(int b) { return (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF); }
+
 static void bytes_to_unicode(uint32_t ch[256], uint8_t byte_sym[256])
 {
     int b, id = 0, extra = 0;
     for (b = 0; b < 256; b++)
-        if ((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF)) ch[id] = (uint32_t)b, byte_sym[b] = (uint8_t)id++;
+        if (printable_byte(b)) ch[id] = (uint32_t)b, byte_sym[b] = (uint8_t)id++;
     for (b = 0; b < 256; b++)
-        if (!((b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF))) ch[id] = 256u + (uint32_t)extra++, byte_sym[b] = (uint8_t)id++;
+        if (!printable_byte(b)) ch[id] = 256u + (uint32_t)extra++, byte_sym[b] = (uint8_t)id++;
 }
 
 #define CLIP_MERGES 48894   /* 49152 - 256 - 2: the merges SimpleTokenizer uses */
@@ -636,7 +637,7 @@ static void bytes_to_unicode(uint32_t ch[256], uint8_t byte_sym[256])
 int clip_tokenizer_init(ClipTokenizer *t, const uint8_t *text, size_t n, char err[EDIFF_ERR])
 {
     uint32_t ch[256];
-    uint8_t sym[16];
+    uint8_t sym[16], *joined;
     Trie vocab;
     size_t pos, line_end;
     int32_t id, r = 0, line = 1;
@@ -656,6 +657,7 @@ int clip_tokenizer_init(ClipTokenizer *t, const uint8_t *text, size_t n, char er
     }
     t->merge = xmalloc(2 * CLIP_MERGES * sizeof *t->merge);
     idmap_init(&t->pair_rank, CLIP_MERGES);
+    joined = xmalloc(line_end - pos + 1);
     for (; r < CLIP_MERGES; r++, pos = line_end + 1) {
         size_t sp;
         int32_t a, b;
@@ -680,24 +682,18 @@ int clip_tokenizer_init(ClipTokenizer *t, const uint8_t *text, size_t n, char er
             fail(err, "clip merges: line %d repeats an earlier merge", (int)line);
             goto bad;
         }
-        /* the result's string is left + right: re-add it without the space */
-        {
-            size_t lb = sp - pos, rb = line_end - sp - 1;
-            uint8_t *joined = xmalloc(lb + rb);
-            memcpy(joined, text + pos, lb);
-            memcpy(joined + lb, text + sp + 1, rb);
-            if (trie_add(&vocab, joined, lb + rb, 512 + r) != 512 + r) {
-                free(joined);
-                fail(err, "clip merges: line %d makes a symbol that already exists", (int)line);
-                goto bad;
-            }
-            free(joined);
+        memcpy(joined, text + pos, sp - pos);               /* the result's string: left + right */
+        memcpy(joined + (sp - pos), text + sp + 1, line_end - sp - 1);
+        if (trie_add(&vocab, joined, line_end - pos - 1, 512 + r) != 512 + r) {
+            fail(err, "clip merges: line %d makes a symbol that already exists", (int)line);
+            goto bad;
         }
         t->merge[2 * r] = a;
         t->merge[2 * r + 1] = b;
     }
     idmap_free(&vocab.edge);
     free(vocab.value);
+    free(joined);
     t->n_merges = CLIP_MERGES;
     t->sot = 512 + CLIP_MERGES;
     t->eot = t->sot + 1;
@@ -705,6 +701,7 @@ int clip_tokenizer_init(ClipTokenizer *t, const uint8_t *text, size_t n, char er
 bad:
     idmap_free(&vocab.edge);
     free(vocab.value);
+    free(joined);
     clip_tokenizer_free(t);
     return -1;
 }
