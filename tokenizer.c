@@ -438,19 +438,17 @@ typedef struct {
     BpeNode  *node;
     int32_t  *batch;
     size_t    cap;
-    int32_t  *head;            /* [n_merges] first node of each bucket, -1 when empty */
+    int32_t  *head;            /* [n_merges] first node of each non-empty bucket */
     uint64_t *bits, *summary;  /* bit r: bucket r non-empty; summary bit w: bits[w] != 0 */
     int       n_words, n_summary;
 } BpeWork;
 
 static void bpe_work_init(BpeWork *w, int n_merges)
 {
-    int r;
     memset(w, 0, sizeof *w);
     w->n_words = (n_merges + 63) / 64;
     w->n_summary = (w->n_words + 63) / 64;
-    w->head = xmalloc((size_t)n_merges * sizeof *w->head);
-    for (r = 0; r < n_merges; r++) w->head[r] = -1;
+    w->head = xmalloc((size_t)n_merges * sizeof *w->head);   /* read only where the bit is set */
     w->bits = xcalloc((size_t)w->n_words, sizeof *w->bits);
     w->summary = xcalloc((size_t)w->n_summary, sizeof *w->summary);
 }
@@ -506,7 +504,7 @@ static void bucket_refile(const ClipTokenizer *t, BpeWork *w, int32_t i)
     if (r < 0) return;
     nd->rank = r;
     nd->bprev = -1;
-    nd->bnext = w->head[r];
+    nd->bnext = w->bits[r >> 6] >> (r & 63) & 1 ? w->head[r] : -1;
     if (nd->bnext >= 0) w->node[nd->bnext].bprev = i;
     w->head[r] = i;
     w->bits[r >> 6] |= 1ull << (r & 63);
@@ -541,7 +539,6 @@ static void merge_bucket(const ClipTokenizer *t, BpeWork *w, int32_t r)
     size_t k = 0, x;
     for (i = w->head[r]; i >= 0; i = w->node[i].bnext) w->batch[k++] = i;
     for (x = 0; x < k; x++) w->node[w->batch[x]].rank = -1;
-    w->head[r] = -1;
     if (!(w->bits[r >> 6] &= ~(1ull << (r & 63)))) w->summary[r >> 12] &= ~(1ull << (r >> 6 & 63));
     for (x = 0; x < k; x++) {
         i = w->batch[x];

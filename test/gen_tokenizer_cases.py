@@ -2,7 +2,15 @@
 exactly the format of test/tokenizer_cases.tsv (the shipped cases; see its header).
 
     pip install --no-deps openai-clip==1.0.1     # OpenAI's clip package (its simple_tokenizer.py)
-    /work/.venv/bin/python test/gen_tokenizer_cases.py
+    /work/.venv/bin/python test/gen_tokenizer_cases.py                 # write the extra cases
+    PY test/gen_tokenizer_cases.py --verify FILE.tsv...                # recompute a case file's ids
+    /work/.venv/bin/python test/gen_tokenizer_cases.py --random N SEED OUT.tsv   # random texts
+    ./ediff tokenize --cases OUT.tsv                                   # and check the C on them
+
+--verify runs under any Python with `regex` and `sentencepiece` (the clip package is found in the
+venv); after writing, the script runs it with Debian's /usr/bin/python3 when that has
+python3-sentencepiece 0.1.97 and python3-regex 2022.10.31 (apt-get install python3-sentencepiece
+python3-regex): the very stack the shipped cases were made with, Python 3.11.2.
 
 CLIP: OpenAI CLIP's SimpleTokenizer, from PyPI openai-clip 1.0.1, whose clip/simple_tokenizer.py is
 byte-identical to openai/CLIP at commit d05afc436d78f1c48dc0dbf8e5980a9d471f35f6 (sha256 checked
@@ -21,6 +29,7 @@ import hashlib
 import importlib.util
 import os
 import random
+import subprocess
 import sys
 import types
 import unicodedata
@@ -43,11 +52,21 @@ def sha256(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def load_simple_tokenizer():
+VENV_CLIP = os.path.join(ROOT, "..", ".venv", "lib", "python3.11", "site-packages", "clip")
+
+
+def clip_package():
     spec = importlib.util.find_spec("clip")
-    if spec is None:
-        sys.exit("openai-clip is not installed: pip install --no-deps openai-clip==1.0.1")
-    pkg = spec.submodule_search_locations[0]
+    if spec is not None:
+        return spec.submodule_search_locations[0]
+    for pkg in (VENV_CLIP, "/work/.venv/lib/python3.11/site-packages/clip"):
+        if os.path.exists(os.path.join(pkg, "simple_tokenizer.py")):
+            return pkg
+    sys.exit("openai-clip is not installed: pip install --no-deps openai-clip==1.0.1")
+
+
+def load_simple_tokenizer():
+    pkg = clip_package()
     path = os.path.join(pkg, "simple_tokenizer.py")
     vocab = os.path.join(pkg, "bpe_simple_vocab_16e6.txt.gz")
     assert sha256(path) == SIMPLE_TOKENIZER_SHA256, "unexpected simple_tokenizer.py"
@@ -115,19 +134,35 @@ def unescape(s):
     return "".join(out)
 
 
-def check_shipped(tok, sp):
-    n = 0
-    with open(SHIPPED, encoding="utf-8") as f:
+def verify(tok, sp, path):
+    """Recompute every case of a case file with this interpreter's tools; returns (agree, differ)."""
+    agree, differ = 0, 0
+    with open(path, encoding="utf-8") as f:
         for line in f:
             if line.startswith("#") or not line.strip("\n"):
                 continue
             kind, text, ids = line.rstrip("\n").split("\t")
-            want = [int(x) for x in ids.split()]
             text = unescape(text)
             got = clip_ids(tok, text)[0] if kind == "clip" else sp.encode(text) + [1]
-            assert got == want, (kind, text, got, want)
-            n += 1
-    print("shipped cases reproduced: %d (sentencepiece %s, regex %s)" % (n, sentencepiece.__version__, regex.__version__))
+            if got == [int(x) for x in ids.split()]:
+                agree += 1
+            else:
+                differ += 1
+                print("differs: %s %r" % (kind, text))
+    print("%s: %d agree, %d differ (Python %s, regex %s, sentencepiece %s)" % (os.path.relpath(path, ROOT), agree, differ,
+          sys.version.split()[0], regex.__version__, sentencepiece.__version__))
+    return agree, differ
+
+
+def verify_with_debian_stack():
+    """The shipped cases' own stack, when this machine has it: Debian's Python with its regex and
+    sentencepiece packages."""
+    py = "/usr/bin/python3"
+    probe = "import sentencepiece, regex; assert sentencepiece.__version__ == '0.1.97'"
+    if not os.path.exists(py) or subprocess.run([py, "-c", probe], capture_output=True).returncode:
+        print("Debian python3-sentencepiece 0.1.97 not installed: skipped the check with it")
+        return
+    subprocess.run([py, os.path.abspath(__file__), "--verify", SHIPPED, OUT], check=True)
 
 
 def texts():
@@ -186,15 +221,34 @@ def texts():
     return t
 
 
-def main():
-    tok = load_simple_tokenizer()
-    sp = sentencepiece.SentencePieceProcessor(model_file=SPIECE)
-    check_shipped(tok, sp)
-    cases = texts()
-    assert len(set(cases)) == len(cases), "duplicate texts"
-    for text in cases:
-        for c in text:
-            assert unicodedata.category(c) != "Cn", "U+%04X is unassigned in Unicode %s" % (ord(c), unicodedata.unidata_version)
+def random_texts(n, seed):
+    """Differential testing: random mixtures of assigned code points, entity fragments, contractions,
+    special tokens, odd whitespace and digits (not committed; check the C with --cases)."""
+    rng = random.Random(seed)
+    assigned = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)) not in ("Cn", "Cs")]
+    frag = ["&amp;", "&lt", "&#", "&#x", ";", "&", "#", "'", "'s", "'ll", "<|endoftext|>", "<|startoftext|>", " ", "  ",
+            "\t", "\n", "\u03a3", "\u03c2", "\u0130", "\u017f", "\u0345", "\u0301", "\x1c", "\u3000", "\u2581",
+            "&nbsp;", "&#128;", "&#x1F600;", "&notin", "0", "9", "abc", "DEF"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(0, 40)):
+            r = rng.random()
+            if r < 0.3:
+                parts.append(chr(rng.choice(assigned)))
+            elif r < 0.55:
+                parts.append(rng.choice(frag))
+            elif r < 0.8:
+                parts.append(chr(rng.randint(0x20, 0x7E)))
+            elif r < 0.9:
+                parts.append(chr(rng.randint(0x80, 0x2FFF)))
+            else:
+                parts.append(str(rng.randint(0, 99999)))
+        out.append("".join(c for c in "".join(parts) if unicodedata.category(c) not in ("Cn", "Cs")))
+    return out
+
+
+def case_lines(tok, sp, cases):
     lines = []
     for text in cases:
         ids, raw = clip_ids(tok, text)
@@ -202,6 +256,27 @@ def main():
         lines.append("#clip_raw\t%s" % " ".join(map(str, raw)))
         lines.append("t5\t%s\t%s" % (escape(text), " ".join(map(str, sp.encode(text) + [1]))))
         lines.append("#t5_pieces\t%s" % " ".join(escape(p) for p in sp.encode_as_pieces(text)))
+    return lines
+
+
+def main():
+    tok = load_simple_tokenizer()
+    sp = sentencepiece.SentencePieceProcessor(model_file=SPIECE)
+    if sys.argv[1:2] == ["--verify"]:
+        sys.exit(1 if any(verify(tok, sp, path)[1] for path in sys.argv[2:]) else 0)
+    if sys.argv[1:2] == ["--random"]:
+        n, seed, path = int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+        with open(path, "w", encoding="utf-8", newline="\n") as f:
+            f.write("\n".join(case_lines(tok, sp, random_texts(n, seed))) + "\n")
+        print("wrote %s: %d random texts" % (path, n))
+        return
+    assert verify(tok, sp, SHIPPED)[1] == 0, "these tools do not reproduce the shipped cases"
+    cases = texts()
+    assert len(set(cases)) == len(cases), "duplicate texts"
+    for text in cases:
+        for c in text:
+            assert unicodedata.category(c) != "Cn", "U+%04X is unassigned in Unicode %s" % (ord(c), unicodedata.unidata_version)
+    lines = case_lines(tok, sp, cases)
     header = [
         "# Set: EXTRA (%d texts, %d case lines), written by test/gen_tokenizer_cases.py" % (len(cases), 2 * len(cases)),
     ]
@@ -226,6 +301,7 @@ def main():
     with open(OUT, "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(header + lines) + "\n")
     print("wrote %s: %d texts, %d case lines" % (os.path.relpath(OUT, ROOT), len(cases), 2 * len(cases)))
+    verify_with_debian_stack()
 
 
 if __name__ == "__main__":
