@@ -540,8 +540,8 @@ static void merge_bucket(const ClipTokenizer *t, BpeWork *w, int32_t r)
     for (i = w->head[r]; i >= 0; i = w->node[i].bnext) w->batch[k++] = i;
     for (x = 0; x < k; x++) w->node[w->batch[x]].rank = -1;
     if (!(w->bits[r >> 6] &= ~(1ull << (r & 63)))) w->summary[r >> 12] &= ~(1ull << (r >> 6 & 63));
-    for (x = 0; x < k; x++) {
-        i = w->batch[x];
+    while (k > 0) {                     /* in filing order, mostly left to right: runs start at their head */
+        i = w->batch[--k];
         if (!starts_pair(w, i, a, b)) continue;               /* changed since it was filed */
         if (a != b) {                                        /* occurrences cannot overlap */
             merge_at(t, w, i, r);
@@ -572,7 +572,7 @@ static void bpe_word(const ClipTokenizer *t, BpeWork *w, const uint8_t *b, size_
         nd->next = i + 1 < n ? (int32_t)i + 1 : -1;
         nd->rank = -1;
     }
-    for (i = n - 1; i-- > 0;) bucket_refile(t, w, (int32_t)i);  /* buckets list nodes left to right */
+    for (i = 0; i + 1 < n; i++) bucket_refile(t, w, (int32_t)i);
     while ((r = bucket_lowest(w)) >= 0) merge_bucket(t, w, r);
     for (k = 0; k >= 0 && (max_ids < 0 || out->n < max_ids); k = w->node[k].next) tokens_push(out, w->node[k].sym);
 }
