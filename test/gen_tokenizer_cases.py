@@ -259,6 +259,43 @@ def case_lines(tok, sp, cases):
     return lines
 
 
+TINY_MODEL = os.path.join(ROOT, "test", "ref", "tokenizer_tiny_spiece.model")
+TINY_CASES = os.path.join(ROOT, "test", "ref", "tokenizer_tiny_cases.tsv")
+
+
+def tiny_model():
+    """A second sentencepiece model, trained here: 45 pieces and a charsmap compiled from a few rules
+    of our own, so the C is checked on a model and a normalizer it was not written against."""
+    import tempfile
+    rng = random.Random(1)
+    words = "the quick brown fox jumps over a lazy dog photo of corgi sunglasses castle cliff sea".split()
+    with tempfile.TemporaryDirectory() as d:
+        with open(os.path.join(d, "train.txt"), "w") as f:
+            for _ in range(2000):
+                f.write(" ".join(rng.choice(words) for _ in range(8)) + "\n")
+        with open(os.path.join(d, "rules.tsv"), "w") as f:   # source code points TAB target code points
+            f.write("FF41\t61\nFF21\t61\nFB01\t66 69\nBD\t31 2F 32\n2581\t20\n3000\t20\n9\t20\n1\t\n")
+        sentencepiece.SentencePieceTrainer.train(
+            input=os.path.join(d, "train.txt"), model_prefix=os.path.join(d, "tiny"), vocab_size=45, model_type="unigram",
+            normalization_rule_tsv=os.path.join(d, "rules.tsv"), unk_id=2, eos_id=1, pad_id=0, bos_id=-1, minloglevel=2,
+            num_threads=1)
+        with open(os.path.join(d, "tiny.model"), "rb") as f:
+            model = f.read()
+    with open(TINY_MODEL, "wb") as f:
+        f.write(model)
+    sp = sentencepiece.SentencePieceProcessor(model_file=TINY_MODEL)
+    texts_ = ["the quick brown fox", "the \uff51uick \ufb01sh", "\uff41\u00bd\tb", "zzz photo", "  x\x01y  ", "\uff21\uff42 the",
+              "", " ", "\u2581the\u3000sea", "corgi\t\tcliff", "\U0001f600\U0001f600 dog", "\ufb01\ufb01\ufb01", "1\x01\x01 2",
+              "photophotophoto", "a b c d e f g", "\u00bd\u00bd", "\ufffd", "sunglasses castle"]
+    with open(TINY_CASES, "w", encoding="utf-8", newline="\n") as f:
+        f.write("# T5-kind cases for test/ref/tokenizer_tiny_spiece.model (a 45-piece unigram model with its own charsmap,\n"
+                "# trained by test/gen_tokenizer_cases.py), ids from sentencepiece %s; format of test/tokenizer_cases.tsv.\n"
+                % sentencepiece.__version__)
+        for t in texts_:
+            f.write("t5\t%s\t%s\n" % (escape(t), " ".join(map(str, sp.encode(t) + [1]))))
+    print("wrote %s (%d bytes) and %s" % (os.path.relpath(TINY_MODEL, ROOT), len(model), os.path.relpath(TINY_CASES, ROOT)))
+
+
 def main():
     tok = load_simple_tokenizer()
     sp = sentencepiece.SentencePieceProcessor(model_file=SPIECE)
@@ -301,6 +338,7 @@ def main():
     with open(OUT, "w", encoding="utf-8", newline="\n") as f:
         f.write("\n".join(header + lines) + "\n")
     print("wrote %s: %d texts, %d case lines" % (os.path.relpath(OUT, ROOT), len(cases), 2 * len(cases)))
+    tiny_model()
     verify_with_debian_stack()
 
 

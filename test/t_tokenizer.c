@@ -308,6 +308,27 @@ static void corrupt_models(TestRun *T)
     free(s);
 }
 
+/* A second, tiny model trained by test/gen_tokenizer_cases.py (its own vocabulary and charsmap rules). */
+static void tiny_model(TestRun *T)
+{
+    size_t n = 0;
+    unsigned char *m = slurp("test/ref/tokenizer_tiny_spiece.model", &n);
+    T5Tokenizer t5;
+    char err[EDIFF_ERR];
+    if (!selected(T, "tokenizer.t5_tiny_model")) {
+        free(m);
+        return;
+    }
+    if (!m || t5_tokenizer_init(&t5, m, n, err)) {
+        report(T, 0, "tokenizer.t5_tiny_model", "%s", m ? err : "cannot read test/ref/tokenizer_tiny_spiece.model");
+        free(m);
+        return;
+    }
+    case_file(T, NULL, &t5, "tokenizer.t5_tiny_model", "test/ref/tokenizer_tiny_cases.tsv", 18);
+    t5_tokenizer_free(&t5);
+    free(m);
+}
+
 static void cli(TestRun *T)
 {
     char cmd[512], out[4096];
@@ -355,6 +376,7 @@ void suite_tokenizer(TestRun *T)
     long_prompt(T, &clip, &t5);
     from_blob(T, &clip, &t5);
     corrupt_models(T);
+    tiny_model(T);
     cli(T);
     clip_tokenizer_free(&clip);
     t5_tokenizer_free(&t5);
