@@ -36,7 +36,7 @@ static void tokens_push(Tokens *t, int32_t id)
 {
     if (t->n == t->cap) {
         int32_t *p;
-        if (t->cap > (1 << 30)) {
+        if (t->cap >= (1 << 30)) {
             fprintf(stderr, "ediff: too many token ids\n");
             exit(1);
         }
