@@ -436,8 +436,8 @@ int  clip_tokenizer_init(ClipTokenizer *t, const uint8_t *merges, size_t n, char
 void clip_tokenizer_free(ClipTokenizer *t);
 /* SimpleTokenizer.encode(text): ids without start/end tokens, appended to out; stops after max_ids
  * ids (max_ids < 0: all). Returns 0, or -1 if the text is longer than 1 GiB. */
-int  clip_encode(const ClipTokenizer *t, const char *text, size_t len, int max_ids, Tokens *out,
-                 char err[EDIFF_ERR]);
+int  clip_tokenizer_encode(const ClipTokenizer *t, const char *text, size_t len, int max_ids, Tokens *out,
+                           char err[EDIFF_ERR]);
 /* clip.tokenize(text, context_length=77, truncate=True): sot, ids, eot, cut to 77 with the last id
  * forced to eot, padded with 0. */
 int  clip_tokenize(const ClipTokenizer *t, const char *text, size_t len, int32_t ids[CLIP_CONTEXT],
@@ -462,8 +462,8 @@ int  t5_tokenizer_init(T5Tokenizer *t, const uint8_t *spiece, size_t n, char err
 void t5_tokenizer_free(T5Tokenizer *t);
 /* SentencePieceProcessor.EncodeAsIds(text), appended to out; stops after max_ids ids (< 0: all).
  * Returns 0, or -1 if the text is longer than 1 GiB (before or after normalisation). */
-int  t5_encode(const T5Tokenizer *t, const char *text, size_t len, int max_ids, Tokens *out,
-               char err[EDIFF_ERR]);
+int  t5_tokenizer_encode(const T5Tokenizer *t, const char *text, size_t len, int max_ids, Tokens *out,
+                         char err[EDIFF_ERR]);
 /* EncodeAsIds(text) + </s> (as HF T5Tokenizer): with max_len > 0, the first max_len - 1 ids and
  * </s> when longer (HF truncation=True, max_length=max_len). No padding. */
 int  t5_tokenize(const T5Tokenizer *t, const char *text, size_t len, int max_len, Tokens *out,

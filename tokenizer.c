@@ -577,7 +577,7 @@ static void bpe_word(const ClipTokenizer *t, BpeWork *w, const uint8_t *b, size_
     for (k = 0; k >= 0 && (max_ids < 0 || out->n < max_ids); k = w->node[k].next) tokens_push(out, w->node[k].sym);
 }
 
-int clip_encode(const ClipTokenizer *t, const char *text, size_t len, int max_ids, Tokens *out, char err[EDIFF_ERR])
+int clip_tokenizer_encode(const ClipTokenizer *t, const char *text, size_t len, int max_ids, Tokens *out, char err[EDIFF_ERR])
 {
     size_t n, pos = 0, m, k, nb;
     uint32_t *s;
@@ -605,7 +605,7 @@ int clip_tokenize(const ClipTokenizer *t, const char *text, size_t len, int32_t 
 {
     Tokens tok = {0};
     int i;
-    if (clip_encode(t, text, len, CLIP_CONTEXT - 2, &tok, err)) return -1;
+    if (clip_tokenizer_encode(t, text, len, CLIP_CONTEXT - 2, &tok, err)) return -1;
     ids[0] = t->sot;
     for (i = 0; i < tok.n; i++) ids[1 + i] = tok.id[i];
     ids[1 + tok.n] = t->eot;
@@ -1135,7 +1135,7 @@ static void t5_viterbi(const T5Tokenizer *t, const uint8_t *s, size_t n, int max
     free(l.path);
 }
 
-int t5_encode(const T5Tokenizer *t, const char *text, size_t len, int max_ids, Tokens *out, char err[EDIFF_ERR])
+int t5_tokenizer_encode(const T5Tokenizer *t, const char *text, size_t len, int max_ids, Tokens *out, char err[EDIFF_ERR])
 {
     uint8_t *owned;
     size_t n;
@@ -1156,7 +1156,7 @@ int t5_encode(const T5Tokenizer *t, const char *text, size_t len, int max_ids, T
 
 int t5_tokenize(const T5Tokenizer *t, const char *text, size_t len, int max_len, Tokens *out, char err[EDIFF_ERR])
 {
-    if (t5_encode(t, text, len, max_len > 0 ? max_len - 1 : -1, out, err)) return -1;
+    if (t5_tokenizer_encode(t, text, len, max_len > 0 ? max_len - 1 : -1, out, err)) return -1;
     tokens_push(out, t->eos_id);
     return 0;
 }

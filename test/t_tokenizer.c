@@ -107,7 +107,7 @@ static void empty_input(TestRun *T, const ClipTokenizer *clip, const T5Tokenizer
     ok = !clip_tokenize(clip, "", 0, a, err) && a[0] == 49406 && a[1] == 49407;
     for (i = 2; i < CLIP_CONTEXT; i++) ok &= a[i] == 0;
     ok &= !t5_tokenize(t5, "", 0, 0, &x, err) && x.n == 1 && x.id[0] == 1;
-    ok &= !t5_encode(t5, " \t ", 3, -1, &y, err) && y.n == 0 && !clip_encode(clip, " \t ", 3, -1, &y, err) && y.n == 0;
+    ok &= !t5_tokenizer_encode(t5, " \t ", 3, -1, &y, err) && y.n == 0 && !clip_tokenizer_encode(clip, " \t ", 3, -1, &y, err) && y.n == 0;
     report(T, ok, "tokenizer.empty", "clip [49406 49407 0...], t5 [1]; whitespace only: no ids");
     tokens_free(&x);
     tokens_free(&y);
@@ -121,8 +121,8 @@ static void phrase_positions(TestRun *T, const ClipTokenizer *clip, const T5Toke
     Tokens p = {0}, q = {0}, r = {0}, s = {0};
     int ok, ic, it;
     if (!selected(T, "tokenizer.phrase_positions")) return;
-    ok = !clip_encode(clip, prompt, strlen(prompt), -1, &p, err) && !clip_encode(clip, phrase, strlen(phrase), -1, &q, err) &&
-         !t5_encode(t5, prompt, strlen(prompt), -1, &r, err) && !t5_encode(t5, phrase, strlen(phrase), -1, &s, err);
+    ok = !clip_tokenizer_encode(clip, prompt, strlen(prompt), -1, &p, err) && !clip_tokenizer_encode(clip, phrase, strlen(phrase), -1, &q, err) &&
+         !t5_tokenizer_encode(t5, prompt, strlen(prompt), -1, &r, err) && !t5_tokenizer_encode(t5, phrase, strlen(phrase), -1, &s, err);
     ic = token_find(p.id, p.n, q.id, q.n, 0);
     it = token_find(r.id, r.n, s.id, s.n, 0);
     ok &= ic == 5 && q.n == 2 && it == r.n - s.n && it > 0 && token_find(p.id, p.n, q.id, q.n, ic + 1) == -1;
@@ -278,7 +278,7 @@ static void corrupt_models(TestRun *T)
             continue;
         }
         loaded++;
-        t5_encode(&t5, "Hello wörld, ½ ｆｕｌｌ 😀", 30, -1, &x, err);
+        t5_tokenizer_encode(&t5, "Hello wörld, ½ ｆｕｌｌ 😀", 30, -1, &x, err);
         tokens_free(&x);
         t5_tokenizer_free(&t5);
     }

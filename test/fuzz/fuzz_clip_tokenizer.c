@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         loaded = 1;
     }
-    if (clip_tokenize(&clip, (const char *)data, size, ids, err) || clip_encode(&clip, (const char *)data, size, -1, &all, err))
+    if (clip_tokenize(&clip, (const char *)data, size, ids, err) || clip_tokenizer_encode(&clip, (const char *)data, size, -1, &all, err))
         abort();
     n = all.n < CLIP_CONTEXT - 2 ? all.n : CLIP_CONTEXT - 2;
     if (ids[0] != clip.sot || ids[n + 1] != clip.eot) abort();
