@@ -457,7 +457,8 @@ typedef struct {
     int       add_dummy_prefix, remove_extra_whitespaces, escape_whitespaces;
 } T5Tokenizer;
 /* From the bytes of a sentencepiece ModelProto (spiece.model), validated as untrusted input; only
- * unigram models without user-defined or byte pieces are accepted. The bytes are not kept. */
+ * unigram models without user-defined or byte pieces, with a control piece as eos, are accepted.
+ * The bytes are not kept. */
 int  t5_tokenizer_init(T5Tokenizer *t, const uint8_t *spiece, size_t n, char err[EDIFF_ERR]);
 void t5_tokenizer_free(T5Tokenizer *t);
 /* SentencePieceProcessor.EncodeAsIds(text), appended to out; stops after max_ids ids (< 0: all).

@@ -907,8 +907,8 @@ int t5_tokenizer_init(T5Tokenizer *t, const uint8_t *data, size_t n, char err[ED
         }
         id++;
     }
-    if (n_unk != 1 || min_score == FLT_MAX || t->eos_id < 0 || t->eos_id >= t->n_pieces) {
-        fail(err, "t5 spiece: needs one <unk>, a normal piece and an eos id in range (unk %d, eos %d)", n_unk, t->eos_id);
+    if (n_unk != 1 || min_score == FLT_MAX || t->eos_id < 0 || t->eos_id >= t->n_pieces || t->type[t->eos_id] != SP_CONTROL) {
+        fail(err, "t5 spiece: needs one <unk>, a normal piece and a control piece as eos (%d <unk>, eos id %d)", n_unk, t->eos_id);
         goto bad;
     }
     t->unk_score = min_score - 10.0f;                /* unigram_model.cc kUnkPenalty */
