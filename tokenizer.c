@@ -742,6 +742,9 @@ static int pb_next(PbReader *r, PbField *f)
 {
     uint64_t key;
     size_t fixed;
+    f->v = 0;
+    f->data = NULL;
+    f->len = 0;
     if (r->p == r->end) return 0;
     if (pb_varint(r, &key) || key >> 32 || (key >> 3) == 0) return -1;
     f->field = (uint32_t)(key >> 3);
