@@ -11,5 +11,5 @@ if ! .venv/bin/python -c 'import torch, sys; sys.exit(torch.__version__ != "2.13
 fi
 tv=$(.venv/bin/python -c 'import torch; print(torch.__version__)')
 $pip install -c <(echo "torch==$tv") -r weights/requirements.txt
-$pip install --no-deps "k-diffusion==0.1.1.post1"
+$pip install --no-deps "k-diffusion==0.1.1.post1" "openai-clip==1.0.1"
 .venv/bin/python -c 'import torch, diffusers, transformers; print("venv ready: torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
