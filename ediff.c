@@ -930,6 +930,24 @@ static char *parameters_text(const Run *r, uint64_t seed)
     return t.p;
 }
 
+/* The parameters text can be written (PNG text must be UTF-8): encoded once into a 1x1 PNG. Only the
+ * seed, ASCII digits, differs from image to image. */
+static int check_text(const Run *r)
+{
+    char *text = parameters_text(r, r->opt->seed), err[EDIFF_ERR];
+    const char *chunks[3];
+    uint8_t pixel[3] = {0, 0, 0}, *png = NULL;
+    size_t n;
+    int rc;
+    chunks[0] = "parameters";
+    chunks[1] = text;
+    chunks[2] = NULL;
+    rc = png_encode(pixel, 1, 1, 3, chunks, &png, &n, "parameters", err);
+    free(png);
+    free(text);
+    return rc;
+}
+
 /* Image j of a batch: j = 0 writes `path` itself, j > 0 inserts "-j" before a ".png" extension
  * (out.png, out-1.png, out-2.png, ...) or appends it. */
 static void output_name(char *buf, size_t n, const char *path, int j)
@@ -1346,7 +1364,7 @@ static int cmd_generate(int argc, char **argv)
     double start = seconds_now();
 
     if ((rc = parse_options(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
-    if (o.random_seed) o.seed = (uint64_t)time(NULL) * 2654435761u ^ (uint64_t)clock();
+    if (o.random_seed) o.seed = (uint64_t)(seconds_now() * 1e6) * 6364136223846793005u + (uint64_t)clock();
     set_threads(o.threads);
     memset(&m, 0, sizeof m);
     memset(&r, 0, sizeof r);
@@ -1370,6 +1388,11 @@ static int cmd_generate(int argc, char **argv)
             model_free(&m);
             return usage_error("%s", err);
         }
+    }
+    if (check_text(&r)) {
+        model_free(&m);
+        return usage_error("the prompt, negative prompt or a file name is not valid UTF-8 (the PNG's parameters "
+                           "text must be)");
     }
     rc = run_inputs(&r, &style, err) || check_paths(&o, err) || run_prepare(&r, &style, err);
     image_free(&style);

@@ -142,6 +142,7 @@ static const BadCase bad_cases[] = {
     {"x --sigma-min 0", 2, "ediff: --sigma-min: 0 is out of range"},
     {"x --s-churn -1", 2, "ediff: --s-churn: -1 is out of range"},
     {"x -o ''", 2, "ediff: -o: empty file name"},
+    {"\"$(printf 'caf\\351')\" " MODEL, 2, "ediff: the prompt, negative prompt or a file name is not valid UTF-8"},
     /* with a model: errors that need it */
     {"x --model test/out/no-such-model.bin", 1, "ediff: test/out/no-such-model.bin: cannot open"},
     {"x --model test/ref/pipeline_style.png", 1, "ediff: test/ref/pipeline_style.png:"},
