@@ -251,8 +251,10 @@ static void dump_tensor(void *ctx, const char *name, const float *x, int rank, c
     Dumper *d = ctx;
     char path[1024];
     if (!d || !d->dir || !x || d->failed) return;
-    snprintf(path, sizeof path, "%s/%s%s.npy", d->dir, d->prefix, name);
-    if (npy_write(path, x, rank, shape, d->err)) d->failed = 1;
+    if (snprintf(path, sizeof path, "%s/%s%s.npy", d->dir, d->prefix, name) >= (int)sizeof path)
+        fail(d->err, "--dump %s: path too long", d->dir), d->failed = 1;
+    else if (npy_write(path, x, rank, shape, d->err))
+        d->failed = 1;
 }
 
 /* A [rows, cols] matrix, or a [rows] vector when cols is 0. */
@@ -1305,21 +1307,21 @@ static int check_setting_stages(const Options *o, const Model *m)
  * directory exists or can be made: checked before any long work. */
 static int check_paths(const Options *o, char err[EDIFF_ERR])
 {
+    if (strlen(o->output) > 4000) return fail(err, "-o: path too long");
 #ifdef HAVE_POSIX
-    struct stat sb;
-    char dir[4096];
-    const char *slash = strrchr(o->output, '/');
-    if (stat(o->output, &sb) == 0 && S_ISDIR(sb.st_mode)) return fail(err, "%s: is a directory", o->output);
-    if (!slash) snprintf(dir, sizeof dir, ".");
-    else snprintf(dir, sizeof dir, "%.*s", slash == o->output ? 1 : (int)(slash - o->output), o->output);
-    if (access(dir, W_OK | X_OK) != 0) return fail(err, "%s: cannot write to directory '%s' (%s)", o->output, dir, strerror(errno));
-    if (o->dump) {
-        if (stat(o->dump, &sb) != 0 && mkdir(o->dump, 0777) != 0)
+    {
+        struct stat sb;
+        char dir[4096];
+        const char *slash = strrchr(o->output, '/');
+        if (stat(o->output, &sb) == 0 && S_ISDIR(sb.st_mode)) return fail(err, "%s: is a directory", o->output);
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else snprintf(dir, sizeof dir, "%.*s", slash == o->output ? 1 : (int)(slash - o->output), o->output);
+        if (access(dir, W_OK | X_OK) != 0)
+            return fail(err, "%s: cannot write to directory '%s' (%s)", o->output, dir, strerror(errno));
+        if (o->dump && stat(o->dump, &sb) != 0 && mkdir(o->dump, 0777) != 0)
             return fail(err, "--dump %s: cannot create the directory (%s)", o->dump, strerror(errno));
-        if (access(o->dump, W_OK | X_OK) != 0) return fail(err, "--dump %s: not a writable directory", o->dump);
+        if (o->dump && access(o->dump, W_OK | X_OK) != 0) return fail(err, "--dump %s: not a writable directory", o->dump);
     }
-#else
-    (void)o; (void)err;
 #endif
     return 0;
 }
