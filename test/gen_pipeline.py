@@ -400,6 +400,8 @@ def run_case(name, prompt, negative=None, seed=0, style=None, paint=(), paint_we
     if image_embed is not None:
         out["style.clip_image_embed"] = image_embed
     columns = [phrase_columns(prompt, words, use_t5, use_clip) for words, _ in paint]
+    if paint:                                          # the context rows painted, for the C test's report
+        REF_META[f"{name}.paint_columns"] = ",".join(str(j) for j in np.nonzero(sum(columns))[0])
 
     y_lr = None
     for s, stage_name in enumerate(stages):

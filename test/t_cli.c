@@ -226,6 +226,31 @@ static void check_dump(TestRun *T, const char *dir, const Tensor *ref, const cha
     free(got);
 }
 
+/* The context rows a dumped paint map A [pixels, n_ctx] paints (non-zero columns), against the rows of
+ * the painted words' tokens that the real tokenizers give (CASE.paint_columns): every other token, and
+ * every pixel outside the masks, gets no bias. */
+static void check_paint_columns(TestRun *T, const char *dir, const char *name, const char *want)
+{
+    float *A = NULL;
+    int rank, j;
+    int64_t shape[MAX_RANK], p;
+    char path[512], got[512] = "", err[EDIFF_ERR];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    if (npy_read(path, &A, &rank, shape, (int64_t)1 << 24, err) || rank != 2) {
+        report(T, 0, "cli.pipeline.paint_columns", "%s", err);
+        free(A);
+        return;
+    }
+    for (j = 0; j < shape[1]; j++) {
+        int painted = 0;
+        for (p = 0; p < shape[0]; p++) painted |= A[p * shape[1] + j] != 0;
+        if (painted) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%d", got[0] ? "," : "", j);
+    }
+    report(T, strcmp(got, want) == 0, "cli.pipeline.paint_columns", "%s: context rows %s painted (want %s)", name,
+           got, want);
+    free(A);
+}
+
 /* The PNG: the last stage's resolution, its pixels = image_to_rgb8 of the dumped output, the
  * parameters text starting with the prompt. */
 static void check_png(TestRun *T, const char *png, const char *dir, const char *last, int R, const char *text)
@@ -283,6 +308,9 @@ static void test_pipeline(TestRun *T)
             const char *t = ref.tensors[i].name;
             if (strncmp(t, name, strlen(name)) != 0 || t[strlen(name)] != '.') continue;
             check_dump(T, dir, &ref.tensors[i], t + strlen(name) + 1);
+            snprintf(key, sizeof key, "%s.paint_columns", name);
+            if (strstr(t, ".paint.") && blob_meta(&ref, key))
+                check_paint_columns(T, dir, t + strlen(name) + 1, blob_meta(&ref, key));
             if (strstr(t, ".out") && strlen(t) - strlen(name) - 5 < sizeof last) {     /* the last stage */
                 snprintf(last, sizeof last, "%.*s", (int)(strlen(t) - strlen(name) - 5), t + strlen(name) + 1);
                 R = (int)ref.tensors[i].shape[1];
