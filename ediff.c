@@ -83,6 +83,8 @@ typedef struct {
     int         n_paint;
     Setting     set[SETTINGS_MAX];
     int         n_set;
+    char       *from_text;                     /* --from-png: its parameters text, which fields point into */
+    const char *from_stages;                   /* --from-png: the stages it ran, "base+sr" */
 } Options;
 
 /* ================================================================ the model ==================== */
@@ -185,6 +187,24 @@ static int stage_load(Model *m, Stage *st, int lowres, char err[EDIFF_ERR])
     return 0;
 }
 
+/* --from-png: the cascade a PNG records ("base_single+sr"): a stage that is not in the default cascade
+ * `cfg` is the alternative it ran (then the cascade is loaded again with it), a single stage means
+ * --no-sr. Returns the number of stages. */
+static int from_stages(Model *m, const char *recorded, StageConfig *cfg, int n, char err[EDIFF_ERR])
+{
+    char name[64];
+    const char *p;
+    int count = 0, s, known;
+    for (p = recorded; *p; count++) {
+        size_t len = strcspn(p, "+");
+        snprintf(name, sizeof name, "%.*s", (int)len, p);
+        p += len + (p[len] == '+');
+        for (s = 0, known = 0; s < n; s++) known |= strcmp(cfg[s].name, name) == 0;
+        if (!known && (n = cascade_load(cfg, CASCADE_MAX, &m->blob, name, err)) < 0) return -1;
+    }
+    return count == 1 ? 1 : n;
+}
+
 /* The blob o->model, the encoders the run uses, and the cascade: the stages `stages` names, with
  * o->alternative swapped in, only the first with --no-sr. */
 static int model_load(Model *m, const Options *o, char err[EDIFF_ERR])
@@ -226,6 +246,7 @@ static int model_load(Model *m, const Options *o, char err[EDIFF_ERR])
         m->embed_dim = m->clip_vision.cfg.projection_dim;
     }
     if ((n = cascade_load(cfg, CASCADE_MAX, &m->blob, o->alternative, err)) < 0) return -1;
+    if (o->from_stages && !o->alternative && (n = from_stages(m, o->from_stages, cfg, n, err)) < 0) return -1;
     if (o->no_sr) n = 1;
     for (s = 0; s < n; s++) {
         m->stage[s].cfg = cfg[s];
@@ -1014,7 +1035,7 @@ static int generate(Run *r, int j, const Progress *progress, const char *path, c
 
 /* ================================================================ the command line ============= */
 
-enum { F_PROMPT, F_NEGATIVE, F_OUTPUT, F_BATCH, F_SEED, F_MODEL, F_STEPS, F_SAMPLER, F_CFG, F_SIGMA_MIN,
+enum { F_PROMPT, F_NEGATIVE, F_FROM_PNG, F_OUTPUT, F_BATCH, F_SEED, F_MODEL, F_STEPS, F_SAMPLER, F_CFG, F_SIGMA_MIN,
        F_SIGMA_MAX, F_RHO, F_S_CHURN, F_S_NOISE, F_ETA, F_STAGE, F_NO_SR, F_NOISE, F_STYLE, F_NO_T5,
        F_NO_CLIP_TEXT, F_PAINT, F_PAINT_WEIGHT, F_THREADS, F_DUMP, F_VERBOSE, F_HELP, F_VERSION };
 
@@ -1028,6 +1049,8 @@ static const Flag flags[] = {
     {F_PROMPT, "-p", "--prompt", "TEXT", "the prompt (or give it as the first argument)"},
     {F_NEGATIVE, "-n", "--negative-prompt", "TEXT",
      "text guidance steers away from: it replaces the dropped text of CFG's unconditional branch (default none)"},
+    {F_FROM_PNG, NULL, "--from-png", "FILE.png", "the prompt, seed and settings of a PNG ediff wrote (its "
+     "parameters text); every other flag overrides them"},
     {F_OUTPUT, "-o", "--output", "FILE", "the PNG to write (default " DEFAULT_OUTPUT "); image j > 0 of a batch "
      "goes to FILE-j.png"},
     {F_BATCH, NULL, "--batch-count", "N", "number of images, 1..10000, with seeds SEED, SEED+1, ... (default 1)"},
@@ -1240,46 +1263,121 @@ static int set_flag(Options *o, int id, const char *flag, const char *v)
     return 0;
 }
 
+/* The value of a quoted parameters-text value (v at its opening quote) unescaped in place; returns
+ * where the text goes on after the closing quote. */
+static char *unquote(char *v)
+{
+    char *r = v + 1, *w = v;
+    for (; *r && *r != '"'; r++) *w++ = *r == '\\' && r[1] ? (++r, *r == 'n' ? '\n' : *r) : *r;
+    *w = 0;
+    return *r ? r + 1 : r;
+}
+
+/* --from-png FILE: the prompt, negative prompt, seed and settings of the parameters text ediff wrote
+ * (parameters_text's layout; an A1111 text works as far as its keys are ediff's). Unknown keys are
+ * ignored. The strings stay in o->from_text. Returns 0, 1 (unreadable) or 2 (a bad value). */
+static int read_parameters(Options *o, const char *path)
+{
+    static const struct { const char *key; int what; } knobs[] = {
+        {"Steps", SET_STEPS}, {"Sampler", SET_SAMPLER}, {"CFG scale", SET_CFG}, {"Sigma min", SET_SIGMA_MIN},
+        {"Sigma max", SET_SIGMA_MAX}, {"Rho", SET_RHO}, {"S churn", SET_S_CHURN}, {"S noise", SET_S_NOISE}, {"Eta", SET_ETA}};
+    Image img;
+    char err[EDIFF_ERR], setting[256], *line, *neg, *key[64], *val[64], first[64] = "";
+    int n = 0, i, k, rc = 0;
+    if (o->from_text) return usage_error("--from-png given twice");
+    if (png_read(path, &img, err)) return fprintf(stderr, "ediff: %s\n", err), 1;
+    o->from_text = img.parameters;
+    img.parameters = NULL;
+    image_free(&img);
+    if (!o->from_text || !(line = strrchr(o->from_text, '\n')))
+        return fprintf(stderr, "ediff: --from-png %s: no ediff parameters text in it\n", path), 1;
+    *line++ = 0;                                              /* the last line: KEY: VALUE, ... */
+    o->prompt = o->from_text;
+    if ((neg = strstr(o->from_text, "\nNegative prompt: "))) *neg = 0, o->negative = neg + 18;
+    while (*line && n < 64) {
+        char *colon = strstr(line, ": "), *end;
+        if (!colon) break;
+        *colon = 0;
+        key[n] = line;
+        val[n] = colon + 2;
+        if (*val[n] == '"') end = unquote(val[n]);
+        else if ((end = strstr(val[n], ", "))) *end = 0, end++;
+        else end = val[n] + strlen(val[n]);
+        if (!strcmp(key[n], "Stages")) snprintf(first, sizeof first, "%.*s", (int)strcspn(val[n], "+"), val[n]);
+        n++;
+        line = end + strspn(end, ", ");
+    }
+    for (i = 0; i < n && rc == 0; i++) {
+        size_t len = strlen(key[i]);
+        for (k = 0; k < (int)(sizeof knobs / sizeof knobs[0]); k++) {
+            size_t kl = strlen(knobs[k].key);
+            if (len < kl || strcmp(key[i] + len - kl, knobs[k].key) || (len > kl && key[i][len - kl - 1] != ' ')) continue;
+            if (len > kl) snprintf(setting, sizeof setting, "%.*s=%s", (int)(len - kl - 1), key[i], val[i]);
+            else snprintf(setting, sizeof setting, "%s%s%s", first, first[0] ? "=" : "", val[i]);
+            rc = parse_setting(o, knobs[k].what, "--from-png", setting);
+        }
+        if (!strcmp(key[i], "Seed")) rc = parse_seed(o, "--from-png Seed", val[i]);
+        else if (!strcmp(key[i], "Style image")) o->style = val[i];
+        else if (!strcmp(key[i], "Paint")) rc = set_flag(o, F_PAINT, "--from-png Paint", val[i]);
+        else if (!strcmp(key[i], "Paint weight")) rc = set_flag(o, F_PAINT_WEIGHT, "--from-png Paint weight", val[i]);
+        else if (!strcmp(key[i], "Noise")) o->noise = val[i];
+        else if (!strcmp(key[i], "Stages")) o->from_stages = val[i];
+        else if (!strcmp(key[i], "Dropped")) o->no_t5 = strstr(val[i], "T5") != NULL, o->no_clip_text = strstr(val[i], "CLIP text") != NULL;
+    }
+    return rc;
+}
+
 /* The command line into o: flags anywhere ("--flag value", "--flag=value" for long flags), the prompt
- * as -p or the one positional argument, "--" ends the flags. Returns 0, 2 (usage) or -1 (help shown). */
+ * as -p or the one positional argument, "--" ends the flags. --from-png is read first (pass 0), so that
+ * every other flag overrides it wherever it is. Returns 0, 1 or 2 (bad input or usage), -1 (help shown). */
 static int parse_options(Options *o, int argc, char **argv)
 {
-    int i, k, rc, flags_done = 0;
+    int i, k, rc, pass, flags_done;
+    const char *png_prompt = NULL;
     memset(o, 0, sizeof *o);
     o->model = DEFAULT_MODEL;
     o->output = DEFAULT_OUTPUT;
     o->seed = DEFAULT_SEED;
     o->batch = 1;
     o->paint_weight = PAINT_WEIGHT;
-    for (i = 1; i < argc; i++) {
-        const char *a = argv[i], *value = NULL, *eq;
-        const Flag *f = NULL;
-        char name[64];
-        if (flags_done || a[0] != '-' || a[1] == 0) {                 /* the prompt */
-            if (o->prompt) return usage_error("more than one prompt ('%.40s' and '%.40s'); quote it", o->prompt, a);
-            o->prompt = a;
-            continue;
+    for (pass = 0; pass < 2; pass++) {
+        if (pass == 1) {                                              /* the command line's prompt wins */
+            png_prompt = o->prompt;
+            o->prompt = NULL;
         }
-        if (strcmp(a, "--") == 0) {
-            flags_done = 1;
-            continue;
+        for (i = 1, flags_done = 0; i < argc; i++) {
+            const char *a = argv[i], *value = NULL, *eq;
+            const Flag *f = NULL;
+            char name[64];
+            if (flags_done || a[0] != '-' || a[1] == 0) {             /* the prompt */
+                if (pass == 0) continue;
+                if (o->prompt) return usage_error("more than one prompt ('%.40s' and '%.40s'); quote it", o->prompt, a);
+                o->prompt = a;
+                continue;
+            }
+            if (strcmp(a, "--") == 0) {
+                flags_done = 1;
+                continue;
+            }
+            eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;    /* --flag=value */
+            snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
+            for (k = 0; k < N_FLAGS && !f; k++)
+                if (flags[k].id >= 0 && ((flags[k].short_name && strcmp(name, flags[k].short_name) == 0) ||
+                                         strcmp(name, flags[k].long_name) == 0))
+                    f = &flags[k];
+            if (!f) return usage_error("unknown option '%s'", a);
+            if (f->arg) {
+                if (eq) value = eq + 1;
+                else if (i + 1 < argc) value = argv[++i];
+                else return usage_error("%s needs a value (%s)", name, f->arg);
+            } else if (eq) {
+                return usage_error("%s takes no value", name);
+            }
+            if ((f->id == F_FROM_PNG) != (pass == 0)) continue;
+            if ((rc = f->id == F_FROM_PNG ? read_parameters(o, value) : set_flag(o, f->id, name, value)) != 0) return rc;
         }
-        eq = strncmp(a, "--", 2) == 0 ? strchr(a, '=') : NULL;        /* --flag=value */
-        snprintf(name, sizeof name, "%.*s", eq ? (int)(eq - a) : (int)strlen(a), a);
-        for (k = 0; k < N_FLAGS && !f; k++)
-            if (flags[k].id >= 0 && ((flags[k].short_name && strcmp(name, flags[k].short_name) == 0) ||
-                                     strcmp(name, flags[k].long_name) == 0))
-                f = &flags[k];
-        if (!f) return usage_error("unknown option '%s'", a);
-        if (f->arg) {
-            if (eq) value = eq + 1;
-            else if (i + 1 < argc) value = argv[++i];
-            else return usage_error("%s needs a value (%s)", name, f->arg);
-        } else if (eq) {
-            return usage_error("%s takes no value", name);
-        }
-        if ((rc = set_flag(o, f->id, name, value)) != 0) return rc;
     }
+    if (!o->prompt) o->prompt = png_prompt;
     if (!o->prompt) return usage_error("no prompt: give it as the first argument or with -p (\"\" for none)");
     if (o->n_paint && o->no_t5 && o->no_clip_text)
         return usage_error("--paint needs a text conditioning, but --no-t5 and --no-clip-text drop both");
@@ -1353,9 +1451,9 @@ static void show_progress(void *ctx, const ProgressEvent *e)
     fflush(stderr);
 }
 
-static int cmd_generate(int argc, char **argv)
+/* The images of the command line: model, inputs, conditioning, then each image's stages and PNG. */
+static int generate_all(const Options *o)
 {
-    Options o;
     Model m;
     Run r;
     Image style;
@@ -1365,28 +1463,26 @@ static int cmd_generate(int argc, char **argv)
     int rc, j, s;
     double start = seconds_now();
 
-    if ((rc = parse_options(&o, argc, argv)) != 0) return rc < 0 ? 0 : rc;
-    if (o.random_seed) o.seed = (uint64_t)(seconds_now() * 1e6) * 6364136223846793005u + (uint64_t)clock();
-    set_threads(o.threads);
+    set_threads(o->threads);
     memset(&m, 0, sizeof m);
     memset(&r, 0, sizeof r);
     memset(&style, 0, sizeof style);
-    if (model_load(&m, &o, err)) {
-        fprintf(stderr, "ediff: %s%s\n", err, m.blob_open || strcmp(o.model, DEFAULT_MODEL) ? "" :
+    if (model_load(&m, o, err)) {
+        fprintf(stderr, "ediff: %s%s\n", err, m.blob_open || strcmp(o->model, DEFAULT_MODEL) ? "" :
                 " (the default model; give another with --model FILE)");
         model_free(&m);
         return 1;
     }
-    if ((rc = check_setting_stages(&o, &m)) != 0) {
+    if ((rc = check_setting_stages(o, &m)) != 0) {
         model_free(&m);
         return rc;
     }
     r.model = &m;
-    r.opt = &o;
-    r.dump.dir = o.dump;
+    r.opt = o;
+    r.dump.dir = o->dump;
     for (s = 0; s < m.n_stages; s++) {
         r.stage[s].stage = &m.stage[s];
-        if (stage_settings(&r.stage[s], &o, err)) {
+        if (stage_settings(&r.stage[s], o, err)) {
             model_free(&m);
             return usage_error("%s", err);
         }
@@ -1396,15 +1492,15 @@ static int cmd_generate(int argc, char **argv)
         return usage_error("the prompt, negative prompt or a file name is not valid UTF-8 (the PNG's parameters "
                            "text must be)");
     }
-    rc = run_inputs(&r, &style, err) || check_paths(&o, err) || run_prepare(&r, &style, err);
+    rc = run_inputs(&r, &style, err) || check_paths(o, err) || run_prepare(&r, &style, err);
     image_free(&style);
     view.tty = HAVE_TTY(2);
-    view.verbose = o.verbose;
+    view.verbose = o->verbose;
     progress.fn = show_progress;
     progress.ctx = &view;
-    if (!rc && o.verbose) {
-        fprintf(stderr, "ediff: model %s (%s, hash %08x), %d stage%s, seed %llu, %d thread%s\n", m.name, o.model,
-                (unsigned)m.crc, m.n_stages, m.n_stages > 1 ? "s" : "", (unsigned long long)o.seed, get_threads(),
+    if (!rc && o->verbose) {
+        fprintf(stderr, "ediff: model %s (%s, hash %08x), %d stage%s, seed %llu, %d thread%s\n", m.name, o->model,
+                (unsigned)m.crc, m.n_stages, m.n_stages > 1 ? "s" : "", (unsigned long long)o->seed, get_threads(),
                 get_threads() > 1 ? "s" : "");
         for (s = 0; s < m.n_stages; s++)
             fprintf(stderr, "ediff: stage %s: %dx%d, %d expert%s, %s, %d steps, cfg scale %g\n", m.stage[s].cfg.name,
@@ -1412,16 +1508,26 @@ static int cmd_generate(int argc, char **argv)
                     m.stage[s].cfg.experts.n > 1 ? "s" : "", sampler_name(r.stage[s].sampler.kind),
                     r.stage[s].sampler.steps, r.stage[s].cfg_scale);
     }
-    for (j = 0; j < o.batch && !rc; j++) {
-        output_name(path, sizeof path, o.output, j);
+    for (j = 0; j < o->batch && !rc; j++) {
+        output_name(path, sizeof path, o->output, j);
         rc = generate(&r, j, &progress, path, err) != 0;
-        if (!rc && (view.tty || o.verbose)) fprintf(stderr, "ediff: wrote %s\n", path);
+        if (!rc && (view.tty || o->verbose)) fprintf(stderr, "ediff: wrote %s\n", path);
     }
     if (rc) fprintf(stderr, "ediff: %s\n", err);
-    else if (view.tty || o.verbose) fprintf(stderr, "ediff: done in %.1fs\n", seconds_now() - start);
+    else if (view.tty || o->verbose) fprintf(stderr, "ediff: done in %.1fs\n", seconds_now() - start);
     run_free(&r);
     model_free(&m);
     return rc ? 1 : 0;
+}
+
+static int cmd_generate(int argc, char **argv)
+{
+    Options o;
+    int rc = parse_options(&o, argc, argv);
+    if (rc == 0 && o.random_seed) o.seed = (uint64_t)(seconds_now() * 1e6) * 6364136223846793005u + (uint64_t)clock();
+    if (rc == 0) rc = generate_all(&o);
+    free(o.from_text);
+    return rc < 0 ? 0 : rc;
 }
 
 /* ================================================================ other subcommands ============ */

@@ -75,7 +75,7 @@ static void test_help(TestRun *T)
         "-p, --prompt", "-n, --negative-prompt", "-s, --seed", "--steps", "--cfg-scale", "--sampler", "heun", "euler,",
         "euler_a", "ddpm", "dpmpp2m", "-o, --output", "--model", "-t, --threads", "--batch-count", "--dump", "-v, --verbose",
         "-h, --help", "--version", "--paint WORDS=MASK.png", "--paint-weight", "--style-image", "--no-t5", "--no-clip-text",
-        "--stage", "--no-sr", "--noise", "--sigma-min", "--sigma-max", "--rho", "--s-churn", "--s-noise", "--eta",
+        "--stage", "--no-sr", "--noise", "--from-png", "--sigma-min", "--sigma-max", "--rho", "--s-churn", "--s-noise", "--eta",
         "default output.png", "default weights/ediff-tiny.bin", "default 42", "default 0.4", "default 1)",
         "FILE-j.png", "SEED+1", "Exit status", "ediff info FILE"};
     char out[OUT], missing[512] = "";
@@ -164,6 +164,10 @@ static const BadCase bad_cases[] = {
      "ediff: test/out/no-such-dir/out.png: cannot write to directory 'test/out/no-such-dir'"},
     {"x --model test/ref/pipeline.bin -o test/out", 1, "ediff: test/out: is a directory"},
     {"x " MODEL "--dump test/ref/pipeline.bin/d", 1, "ediff: --dump test/ref/pipeline.bin/d: cannot create the directory"},
+    {MODEL "--from-png test/ref/pipeline_style.png", 1, "ediff: --from-png test/ref/pipeline_style.png: no ediff parameters text"},
+    {MODEL "--from-png test/out/no-such.png", 1, "ediff: test/out/no-such.png: cannot open"},
+    {MODEL "--from-png test/out/cli_a1111.png", 2, "ediff: --from-png: unknown sampler 'Euler a'"},
+    {MODEL "--from-png test/out/cli_params.png --from-png test/out/cli_params.png", 2, "ediff: --from-png given twice"},
 };
 
 static void test_bad_usage(TestRun *T)
@@ -180,6 +184,13 @@ static void test_bad_usage(TestRun *T)
         fclose(f);
     }
     npy_write("test/out/cli_noise_shape.npy", small, 3, shape, err);
+    {                                                           /* an A1111 text with A1111's sampler name */
+        const char *text[] = {"parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512", NULL};
+        uint8_t px[3] = {0, 0, 0};
+        png_write("test/out/cli_a1111.png", px, 1, 1, 3, text, err);
+        text[1] = "a cat\nSteps: 3, Seed: 1";
+        png_write("test/out/cli_params.png", px, 1, 1, 3, text, err);
+    }
     for (i = 0; i < n; i++) {
         const BadCase *c = &bad_cases[i];
         remove("test/out/cli_bad.png");
@@ -349,6 +360,12 @@ static void test_runs(TestRun *T)
     ok = rc == 0 && same_file("test/out/cli_batch.png", "test/out/cli_t1.png") &&
          same_file("test/out/cli_batch-1.png", "test/out/cli_s12.png") && !file_exists("test/out/cli_batch-2.png");
     report(T, ok, "cli.runs.batch", "--batch-count 2 -s 11: out.png = the seed-11 image, out-1.png = the seed-12 image");
+
+    rc = ediff(T, out, MODEL "--from-png test/out/cli_t1.png -o test/out/cli_from.png") |
+         ediff(T, out, MODEL "-s 12 --from-png test/out/cli_t1.png -o test/out/cli_from12.png");
+    report(T, rc == 0 && same_file("test/out/cli_from.png", "test/out/cli_t1.png") &&
+           same_file("test/out/cli_from12.png", "test/out/cli_s12.png"), "cli.runs.from_png",
+           "--from-png reproduces a PNG byte for byte (prompt, negative, style, paint, settings); -s overrides it");
 
     rc = ediff(T, out, MODEL "'a red circle' -s 11 -o test/out/cli_plain.png") |
          ediff(T, out, MODEL "'a red circle' -s 11 --paint circle=test/ref/pipeline_mask_left.png -o test/out/cli_paint.png");
