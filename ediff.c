@@ -413,12 +413,12 @@ static int paint_columns(const Model *m, const TextEncoding *e, Paint *p, int n_
     int found = 0, end;
     p->column = xcalloc((size_t)n_ctx, 1);
     if (m->use_t5) {                                    /* the words alone, without </s> */
-        if (t5_encode_text(&m->t5_tok, p->words, len, m->L5, &ids, err)) return -1;
+        if (t5_tokenizer_encode(&m->t5_tok, p->words, len, m->L5, &ids, err)) return -1;
         found += mark_phrase(e->t5_ids.id, 0, e->t5_ids.n - 1, &ids, p->column, 0);
         tokens_free(&ids);
     }
     if (m->use_clip_text) {                             /* between <|startoftext|> and <|endoftext|> */
-        if (clip_encode(&m->clip_tok, p->words, len, CLIP_CONTEXT, &ids, err)) return -1;
+        if (clip_tokenizer_encode(&m->clip_tok, p->words, len, CLIP_CONTEXT, &ids, err)) return -1;
         for (end = 1; end < CLIP_CONTEXT && e->clip_ids[end] != m->clip_tok.eot; end++) {}
         found += mark_phrase(e->clip_ids, 1, end, &ids, p->column, m->L5);
         tokens_free(&ids);
