@@ -1188,7 +1188,7 @@ static int parse_setting(Options *o, int what, const char *flag, const char *tex
 {
     Setting *s = &o->set[o->n_set];
     const char *eq = strchr(text, '='), *value = eq ? eq + 1 : text;
-    long n;
+    long n = 0;
     if (o->n_set == SETTINGS_MAX) return usage_error("more than %d sampler settings", SETTINGS_MAX);
     memset(s, 0, sizeof *s);
     s->what = what;
@@ -1218,7 +1218,7 @@ static int parse_setting(Options *o, int what, const char *flag, const char *tex
 /* One flag and its value (NULL for switches). Returns 0, 2 (usage error) or -1 (help/version done). */
 static int set_flag(Options *o, int id, const char *flag, const char *v)
 {
-    long n;
+    long n = 0;
     switch (id) {
     case F_PROMPT: o->prompt = v; break;
     case F_NEGATIVE: o->negative = v; break;
