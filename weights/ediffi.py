@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import UNet2DConditionModel
+from diffusers.models.attention_processor import AttnProcessor
 from diffusers.models.embeddings import get_timestep_embedding
 from PIL import Image
 from transformers import CLIPConfig, CLIPModel, T5Config, T5EncoderModel
@@ -138,11 +139,14 @@ class T5Tokenizer:
 # Architecture (every value listed in docs/model.md)
 
 
+ATTN = "eager"   # plain softmax(QK^T)V: the same math as "sdpa", and faster on CPU at these sizes (bf16 backward)
+
+
 def t5_config():
     return T5Config(vocab_size=32128, d_model=64, d_kv=16, num_heads=4, d_ff=256, num_layers=3,
                     relative_attention_num_buckets=32, relative_attention_max_distance=128,
                     feed_forward_proj="gated-gelu", layer_norm_epsilon=1e-6, dropout_rate=0.0,
-                    is_encoder_decoder=False, use_cache=False)
+                    is_encoder_decoder=False, use_cache=False, attn_implementation=ATTN)
 
 
 def clip_config():
@@ -152,7 +156,7 @@ def clip_config():
     vision = dict(image_size=32, patch_size=4, num_channels=3, hidden_size=64, intermediate_size=256,
                   num_hidden_layers=3, num_attention_heads=4, hidden_act="quick_gelu", layer_norm_eps=1e-5,
                   projection_dim=64, attention_dropout=0.0)
-    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=64)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=64, attn_implementation=ATTN)
 
 
 CLIP_EMBED = 64       # projection_dim: width of clip_text_embed / clip_image_embed
@@ -171,7 +175,7 @@ def unet_config(stage):
                     mid_block_type="UNetMidBlock2DCrossAttn",
                     projection_class_embeddings_input_dim=2 * CLIP_EMBED)
     if stage == "sr":     # convolutional only, trained on crops (eDiff-I SR1024 style, ediffi.md §1.3)
-        return dict(common, sample_size=64, in_channels=6, block_out_channels=(32, 64, 64),
+        return dict(common, sample_size=64, in_channels=6, block_out_channels=(16, 32, 64), norm_num_groups=16,
                     down_block_types=("DownBlock2D",) * 3, up_block_types=("UpBlock2D",) * 3,
                     mid_block_type="UNetMidBlock2D",
                     projection_class_embeddings_input_dim=2 * CLIP_EMBED + AUG_DIM)
@@ -314,6 +318,7 @@ class Expert(nn.Module):
     def __init__(self, stage, sigma_data=SIGMA_DATA):
         super().__init__()
         self.unet = UNet2DConditionModel(**unet_config(stage))
+        self.unet.set_attn_processor(AttnProcessor())   # classic attention: same math as SDPA, faster on CPU here
         self.cond = EDiffIConditioning(**cond_config(stage))
         self.sigma_data = sigma_data
 
@@ -396,8 +401,10 @@ SAMPLERS = {"heun": "sample_heun", "euler": "sample_euler", "euler_a": "sample_e
             "dpmpp2m": "sample_dpmpp_2m"}
 
 
-def sample_stage(stage, cond, noise, z_lr=None, steps=None, sampler=None, cfg_scale=None, generator=None):
-    """Run one stage from x = sigma_max * noise down to 0 on the Karras schedule (ediffi.md §3.1)."""
+def sample_stage(stage, cond, noise, z_lr=None, steps=None, sampler=None, cfg_scale=None, draw=None):
+    """Run one stage from x = sigma_max * noise down to 0 on the Karras schedule (ediffi.md §3.1).
+
+    `draw(shape)` gives the fresh noise of ancestral samplers (default torch.randn)."""
     K = load_k_diffusion_sampling()
     m = stage.meta
     steps, sampler = steps or m["steps"], sampler or m["sampler"]
@@ -405,8 +412,8 @@ def sample_stage(stage, cond, noise, z_lr=None, steps=None, sampler=None, cfg_sc
     sigmas = K.get_sigmas_karras(steps, m["sigma_min"], m["sigma_max"], m["rho"]).to(noise.dtype)
     denoise = guided_denoiser(stage, cond, cfg_scale, z_lr, text_only_null=z_lr is not None)
     extra = {}
-    if sampler == "euler_a":
-        extra["noise_sampler"] = lambda sigma, sigma_next: torch.randn(noise.shape, generator=generator).to(noise.dtype)
+    if sampler == "euler_a" and draw is not None:
+        extra["noise_sampler"] = lambda sigma, sigma_next: draw(noise.shape[1:])
     return getattr(K, SAMPLERS[sampler])(denoise, noise * sigmas[0], sigmas, disable=True, **extra)
 
 
@@ -424,26 +431,100 @@ class Pipeline(nn.Module):
         self.stages = nn.ModuleDict(stages)
 
     @torch.no_grad()
-    def generate(self, prompts, seed=0, base="base", style_images=None, cfg_scale=None, steps=None, sr=True,
+    def generate(self, prompts, seeds, base="base", style_images=None, cfg_scale=None, steps=None, sr=True,
                  dtype=torch.float32):
-        """Images in [-1, 1], [B, 3, R, R]; one torch.Generator(seed) draws all noise in a fixed order."""
-        g = torch.Generator().manual_seed(seed)
+        """Images in [-1, 1], [B, 3, R, R]. Prompt i's noise comes from torch.Generator(seeds[i]) in a fixed
+        order (base start noise, then z_lr augmentation noise, then SR start noise), so it does not depend on
+        the batch it runs in."""
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        draw = lambda shape: torch.stack([torch.randn(shape, generator=g) for g in gens]).to(dtype)
         cond = {k: v.to(dtype) for k, v in self.encoders.encode(prompts, style_images).items()}
         stage = self.stages[base]
         r = stage.meta["resolution"]
-        y = sample_stage(stage, cond, torch.randn(len(prompts), 3, r, r, generator=g).to(dtype),
-                         steps=steps, cfg_scale=cfg_scale, generator=g).clamp(-1, 1)
+        y = sample_stage(stage, cond, draw((3, r, r)), steps=steps, cfg_scale=cfg_scale, draw=draw).clamp(-1, 1)
         if not sr:
             return y
         sr_stage = self.stages["sr"]
         r2 = sr_stage.meta["resolution"]
         aug = sr_stage.meta["aug_sigma"]
-        z_lr = upsample_lowres(y, r2) + aug * torch.randn(len(prompts), 3, r2, r2, generator=g).to(dtype)
+        z_lr = upsample_lowres(y, r2) + aug * draw((3, r2, r2))
         sr_cond = dict(cond, sigma_aug=torch.full((len(prompts),), aug, dtype=dtype))
-        noise = torch.randn(len(prompts), 3, r2, r2, generator=g).to(dtype)
-        return sample_stage(sr_stage, sr_cond, noise, z_lr=z_lr, generator=g).clamp(-1, 1)
+        return sample_stage(sr_stage, sr_cond, draw((3, r2, r2)), z_lr=z_lr, draw=draw).clamp(-1, 1)
 
 
 def to_uint8(images):
     """[-1, 1] float [B, 3, H, W] -> uint8 [B, H, W, 3]."""
     return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Loading an ediff blob (weights/blob.py format, keys of weights/train/export.py)
+
+
+def _parse_scalar(text):
+    if text in ("true", "false"):
+        return text == "true"
+    if text == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _unet_kwargs(meta, prefix):
+    """UNet2DConditionModel config from `prefix.*` keys; list-valued parameters are those with tuple defaults."""
+    import inspect
+    defaults = {n: p.default for n, p in inspect.signature(UNet2DConditionModel.__init__).parameters.items()}
+    out = {}
+    for key, text in meta.items():
+        if key.startswith(prefix):
+            name = key[len(prefix):]
+            is_list = isinstance(defaults.get(name), (tuple, list)) and text != "none"
+            out[name] = tuple(_parse_scalar(t) for t in text.split(",")) if is_list else _parse_scalar(text)
+    return out
+
+
+def _load(module, tensors, prefix):
+    state = {k[len(prefix):]: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items() if k.startswith(prefix)}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [m for m in missing if m not in ("encoder.embed_tokens.weight", "logit_scale")]
+    assert not missing and not unexpected, (prefix, missing, unexpected)
+
+
+def load_blob(path):
+    """Pipeline (encoders + every stage, alternatives included) from an ediff blob; weights as float32."""
+    sys.path.insert(0, str(REPO / "weights"))
+    from blob import read_blob
+    meta, tensors = read_blob(path)
+    num = lambda key: _parse_scalar(meta[key])
+    t5 = T5EncoderModel(T5Config(**{k[3:]: num(k) for k in meta if k.startswith("t5.") and k != "t5.max_tokens"},
+                                 dropout_rate=0.0, is_encoder_decoder=False, use_cache=False, attn_implementation=ATTN))
+    _load(t5, tensors, "t5.")
+    t5.encoder.embed_tokens = t5.shared
+    sub = lambda p: {k[len(p):]: num(k) for k in meta if k.startswith(p) and not k.endswith(("image_mean", "image_std"))}
+    clip = CLIPModel(CLIPConfig(text_config=dict(sub("clip.text."), bos_token_id=CLIP_SOT, eos_token_id=CLIP_EOT,
+                                                 pad_token_id=0),
+                                vision_config=sub("clip.vision."), projection_dim=num("clip.text.projection_dim"),
+                                attn_implementation=ATTN))
+    _load(clip, tensors, "clip.")
+    stage_names = meta["stages"].split(",") + [a.split(":")[0] for a in meta.get("stage_alternatives", "").split(",") if a]
+    stages = {}
+    for s in stage_names:
+        experts, bounds = [], []
+        for k in range(int(meta[f"{s}.experts"])):
+            expert = Expert.__new__(Expert)
+            nn.Module.__init__(expert)
+            expert.unet = UNet2DConditionModel(**_unet_kwargs(meta, f"{s}.{k}.unet."))
+            expert.unet.set_attn_processor(AttnProcessor())
+            expert.cond = EDiffIConditioning(**{key[len(f"{s}.{k}.cond."):]: num(key) for key in meta
+                                                if key.startswith(f"{s}.{k}.cond.")})
+            expert.sigma_data = num(f"{s}.sigma_data")
+            _load(expert, tensors, f"{s}.{k}.")
+            experts.append(expert)
+            bounds.append((float(meta[f"{s}.{k}.sigma_lo"]), float(meta[f"{s}.{k}.sigma_hi"])))
+        keys = ("resolution", "steps", "sampler", "cfg_scale", "sigma_min", "sigma_max", "rho", "aug_sigma")
+        stages[s] = Stage(experts, bounds, {key: num(f"{s}.{key}") for key in keys if f"{s}.{key}" in meta})
+    return Pipeline(Encoders(t5=t5, clip=clip), stages).eval().requires_grad_(False)

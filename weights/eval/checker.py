@@ -104,7 +104,7 @@ def validate(n, seed=0):
     for i in range(n):
         scene = world.sample_scene(rng, allow_heldout=True)
         text, key = world.caption(rng, scene)
-        spec = spec_of(scene, key)
+        spec = world.spec(scene, key)
         img = world.render(scene)
         for res, im in ((64, img), (32, np.round(world.downsample(img)).astype(np.uint8))):
             s = score(im, spec)
@@ -119,20 +119,6 @@ def validate(n, seed=0):
     for (res, k), (ok, tot) in sorted(totals.items()):
         print(f"{res}x{res} {k:9s} {ok / tot:.4f}  ({ok}/{tot})")
     return totals
-
-
-def spec_of(scene, key):
-    """Checker spec of a world scene and its caption key (sizes only where the caption names them)."""
-    if key[0] == "single":
-        sizes = [key[1][2]]
-    elif key[0] == "and":
-        by_colour = {k[0]: k[2] for k in key[1:]}
-        sizes = [by_colour[o["colour"]] for o in scene["objects"]]
-    else:
-        by_colour = {key[1][0]: key[1][2], key[3][0]: key[3][2]}
-        sizes = [by_colour[o["colour"]] for o in scene["objects"]]
-    return dict(objects=[(o["colour"], o["shape"], z) for o, z in zip(scene["objects"], sizes)],
-                relation=scene["relation"])
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ RELATIONS = {"above": ("above", "on top of", "over"),
              "right": ("to the right of", "right of", "on the right of")}
 INVERSE = {"above": "below", "below": "above", "left": "right", "right": "left"}
 AXIS = {"above": "vertical", "below": "vertical", "left": "horizontal", "right": "horizontal"}
-TONES = {"light": (195.0, 235.0, -25.0), "dark": (15.0, 35.0, 20.0)}   # base grey range, stripe offset
+TONES = {"light": (200.0, 235.0, -30.0), "dark": (15.0, 35.0, 22.0)}   # base grey range, stripe offset
 TINT = 6.0                                                              # per-channel tint of the background
 TEXTURES = ("plain", "striped")
 TONE_WORDS = {"light": ("light", "bright", "pale"), "dark": ("dark", "black", "deep dark")}
@@ -148,7 +148,7 @@ def _sample_style(rng):
     base = rng.uniform(lo, hi) + rng.uniform(-TINT, TINT, size=3)
     texture = rng.choice(TEXTURES)
     return dict(tone=str(tone), texture=str(texture), bg=[float(v) for v in base],
-                period=float(rng.choice([6.0, 8.0, 10.0])), angle=float(rng.choice([0, 45, 90, 135])),
+                period=float(rng.choice([8.0, 12.0, 16.0])), angle=float(rng.choice([0, 45, 90, 135])),
                 phase=float(rng.uniform(0, 1)))
 
 
@@ -330,9 +330,19 @@ def generate_dataset(root, n, seed, chunk=2000, workers=2):
 # Evaluation prompts
 
 
+def spec(scene, key):
+    """What a caption asks for: objects [(colour, shape, size named or '')] and the relation of object 0 to 1."""
+    named = {}
+    for ident in key[1:]:
+        if isinstance(ident, tuple):
+            named[ident[0]] = ident[2]
+    return dict(objects=[(o["colour"], o["shape"], named[o["colour"]]) for o in scene["objects"]],
+                relation=scene["relation"])
+
+
 def eval_prompts(split, n, seed):
-    """(prompt, scene) pairs. split 'train': fresh draws of training combinations (single 20 %, relation 70 %,
-    'and' 10 %); 'heldout': relation prompts whose configuration is in HELDOUT."""
+    """[(prompt, spec)]. split 'train': fresh draws of training combinations (single 20 %, relation 70 %,
+    'and' 10 %); 'heldout': relation prompts whose configuration is in HELDOUT (cycled in order)."""
     rng = np.random.default_rng([seed, 0 if split == "train" else 1])
     out = []
     for i in range(n):
@@ -343,8 +353,8 @@ def eval_prompts(split, n, seed):
             first, axis, second = HELDOUT[i % len(HELDOUT)]
             rel = "above" if axis == "vertical" else "left"
             scene = sample_scene(rng, kind="relation", objects=[first, second], relation=rel, allow_heldout=True)
-        text, _ = caption(rng, scene)
-        out.append((text, scene))
+        text, key = caption(rng, scene)
+        out.append((text, spec(scene, key)))
     return out
 
 
