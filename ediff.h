@@ -155,10 +155,12 @@ typedef struct {
 } DumpHook;
 
 /* --- numpy .npy files (format 1.0): tensor dumps, injected noise, cross-checking ------------------ */
-/* Write float32 data of the given shape ("<f4", C order). */
-int npy_write(const char *path, const float *data, int rank, const int64_t *shape, char err[EDIFF_ERR]);
-/* Read a C-order "<f4" or "<f8" array as float32 (malloc'd, caller frees); at most MAX_RANK dims and
- * max_elems elements. */
+/* Write data of the given shape in C order: dtype DT_F32 ("<f4"), DT_F64 ("<f8") or DT_I32 ("<i4"). */
+int npy_write_dtype(const char *path, const void *data, int dtype, int rank, const int64_t *shape,
+                    char err[EDIFF_ERR]);
+int npy_write(const char *path, const float *data, int rank, const int64_t *shape, char err[EDIFF_ERR]); /* f32 */
+/* Read a C-order "<f4", "<f8" or "<i4" array as float32 (malloc'd, caller frees); at most MAX_RANK dims
+ * and max_elems elements. */
 int npy_read(const char *path, float **data, int *rank, int64_t shape[MAX_RANK], int64_t max_elems,
              char err[EDIFF_ERR]);
 
@@ -327,15 +329,28 @@ void ddpm_sigmas(double *sigmas, int n, int T, double beta_start, double beta_en
 #define DDPM_BETA_START 1e-4
 #define DDPM_BETA_END   0.02
 void sampler_sigmas(const SamplerConfig *c, double *sigmas);  /* the grid of c->kind: N+1 values */
+/* Observer of sampling (--dump; k-diffusion's `callback`): `step` gets the sample x after step i (at
+ * sigmas[i+1]); `noise` (stage_sample only) every standard normal drawn, in draw order: draw 0 is the
+ * initial noise n, then one draw per step of the samplers that take one (churn, ancestral noise). The
+ * data are valid only during the call. A NULL hook, or a NULL member, observes nothing. */
+typedef struct {
+    void (*step)(void *ctx, int i, const double *x, size_t n);
+    void (*noise)(void *ctx, int draw, const double *eps, size_t n);
+    void *ctx;
+} SampleHook;
 /* Each sampler walks sigmas[0 .. c->steps] (decreasing, may end in 0), updating x in place. */
-void sample_heun(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x);
-void sample_euler(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x);
+void sample_heun(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x,
+                 const SampleHook *hook);
+void sample_euler(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x,
+                  const SampleHook *hook);
 void sample_euler_ancestral(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise,
-                            const double *sigmas, double *x);
-void sample_dpmpp_2m(const SamplerConfig *c, const Denoiser *D, const double *sigmas, double *x);
+                            const double *sigmas, double *x, const SampleHook *hook);
+void sample_dpmpp_2m(const SamplerConfig *c, const Denoiser *D, const double *sigmas, double *x,
+                     const SampleHook *hook);
 /* The sampler of c->kind over sigmas from sampler_sigmas(c) (ddpm: euler_a with eta 1 and s_noise 1 on
- * the DDPM grid). noise may be NULL for dpmpp2m, which draws none. */
-void sample(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x);
+ * the DDPM grid). noise may be NULL for dpmpp2m, which draws none; hook may be NULL. */
+void sample(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x,
+            const SampleHook *hook);
 
 /* --- Stages of the cascade (docs/blob.md "Pipeline keys") ------------------------------------------ */
 typedef struct {
@@ -357,9 +372,10 @@ int stage_config_load(StageConfig *S, const Blob *b, const char *stage, char err
 int cascade_load(StageConfig *stages, int max, const Blob *b, const char *use, char err[EDIFF_ERR]);
 
 /* x = sigma_0 n (n = init, else stream RNG_INIT), sampled by c with churn/ancestral noise from stream
- * RNG_SAMPLER, clamped to [-1, 1]: out [D->n] floats. */
+ * RNG_SAMPLER, clamped to [-1, 1]: out [D->n] floats. hook (may be NULL) sees n, each step's noise and
+ * each step's sample. */
 void stage_sample(const SamplerConfig *c, const Denoiser *D, uint64_t seed, int image, int stage,
-                  const float *init, float *out);
+                  const float *init, const SampleHook *hook, float *out);
 
 /* --- Super-resolution conditioning (docs/model.md "Super-resolution stages") ----------------------- */
 /* z_lr [C,H,W] = up(y_lr [C,h,w]) + sigma_aug n: bilinear with half-pixel centres, n drawn from noise. */
@@ -757,5 +773,39 @@ int      zlib_decompress(const uint8_t *in, size_t n, uint8_t *out, size_t cap, 
                          char err[EDIFF_ERR]);
 int      zlib_compress(const uint8_t *in, size_t n, uint8_t **out, size_t *out_len, char err[EDIFF_ERR]);
 uint32_t adler32_update(uint32_t adler, const void *data, size_t n);   /* start with 1 */
+
+/* ================================================================ dump.c ======================= */
+/* ediff --dump DIR (docs/crosscheck.md): named intermediate tensors as .npy files that line up with
+ * PyTorch forward hooks. A name is a slash-separated path, its last part the module path as the blob
+ * names the module's weights ("prompt/t5.encoder.block.3", "base/step03/call1/cond/base.1.unet.conv_out");
+ * the file is DIR/NAME.npy. The Dumper keeps the names in write order (run.json's manifest). */
+#define DUMP_RANGES_MAX 64
+#define DUMP_LAST (-1)                  /* "last" in --dump-steps: the stage's last step */
+typedef struct {
+    const char *dir;                    /* NULL: dumping is off, every call is a no-op */
+    const char *filter;                 /* --dump-filter: comma-separated patterns; NULL: every tensor */
+    int         n_ranges;               /* --dump-steps: steps lo[i]..hi[i] (DUMP_LAST allowed) */
+    int         lo[DUMP_RANGES_MAX], hi[DUMP_RANGES_MAX];
+    char      **names;                  /* the names written, in order, owned */
+    int         n_names, cap_names;
+    char        prefix[256];            /* of the names a hook from dump_hook writes */
+    int         hook_batch;             /* that hook prepends a batch dimension of 1 */
+    int         failed;                 /* the first failure is kept in err; later writes are skipped */
+    char        err[EDIFF_ERR];
+} Dumper;
+/* dir may be NULL (off); filter NULL or "" for all; steps NULL for the default "0,last". 0 or -1 (bad steps). */
+int  dump_init(Dumper *d, const char *dir, const char *filter, const char *steps, char err[EDIFF_ERR]);
+void dump_free(Dumper *d);
+/* --dump-steps: comma-separated N, A-B, A-last, last, all, none (steps count from 0). */
+int  dump_steps_parse(Dumper *d, const char *spec, char err[EDIFF_ERR]);
+int  dump_step_wanted(const Dumper *d, int step, int steps);  /* step of a stage with `steps` steps */
+/* --dump-filter: a name is written if it matches one of the comma-separated patterns: a pattern with
+ * '*' or '?' is a wildcard over the whole name ('*' crosses '/'), any other a substring. */
+int  dump_wanted(const Dumper *d, const char *name);
+int  glob_match(const char *pattern, const char *text);
+/* DIR/NAME.npy of data (DT_F32, DT_F64 or DT_I32) when dumping is on and the filter wants NAME. */
+void dump_array(Dumper *d, const char *name, int dtype, const void *data, int rank, const int64_t *shape);
+/* A DumpHook writing PREFIX + module name (float32); batch: prepend a dimension of 1 to the shape. */
+DumpHook dump_hook(Dumper *d, const char *prefix, int batch);
 
 #endif /* EDIFF_H */

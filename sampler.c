@@ -337,9 +337,16 @@ static double churn(const SamplerConfig *c, const NoiseSource *noise, double sig
     return sigma_hat;
 }
 
+/* The sample after step i to the hook (k-diffusion's callback, there given before the step's update). */
+static void observe_step(const SampleHook *hook, int i, const double *x, size_t n)
+{
+    if (hook && hook->step) hook->step(hook->ctx, i, x, n);
+}
+
 /* EDM Algorithm 2 (Karras et al. 2022; k-diffusion sample_heun): churn, Euler predictor, and the Heun
  * corrector d' = (d_cur + d_next)/2 unless the step ends at sigma = 0. NFE = 2N - 1. */
-void sample_heun(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x)
+void sample_heun(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x,
+                 const SampleHook *hook)
 {
     size_t n = D->n, j;
     double *eps = xmalloc(n * sizeof(double)), *denoised = xmalloc(n * sizeof(double));
@@ -351,20 +358,22 @@ void sample_heun(const SamplerConfig *c, const Denoiser *D, const NoiseSource *n
         to_d(d_cur, x, denoised, sigma_hat, n);
         if (sigmas[i + 1] == 0) {
             axpy(x, x, dt, d_cur, n);
-            continue;
+        } else {
+            axpy(x_next, x, dt, d_cur, n);
+            D->fn(D->ctx, x_next, sigmas[i + 1], denoised);
+            for (j = 0; j < n; j++) {
+                double d_next = (x_next[j] - denoised[j]) / sigmas[i + 1];
+                x[j] += (d_cur[j] + d_next) / 2 * dt;
+            }
         }
-        axpy(x_next, x, dt, d_cur, n);
-        D->fn(D->ctx, x_next, sigmas[i + 1], denoised);
-        for (j = 0; j < n; j++) {
-            double d_next = (x_next[j] - denoised[j]) / sigmas[i + 1];
-            x[j] += (d_cur[j] + d_next) / 2 * dt;
-        }
+        observe_step(hook, i, x, n);
     }
     free(eps); free(denoised); free(d_cur); free(x_next);
 }
 
 /* Algorithm 2 without the corrector (k-diffusion sample_euler): churn, then x += (sigma_{i+1} - sigma_hat) d. */
-void sample_euler(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x)
+void sample_euler(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x,
+                  const SampleHook *hook)
 {
     size_t n = D->n;
     double *eps = xmalloc(n * sizeof(double)), *denoised = xmalloc(n * sizeof(double));
@@ -375,6 +384,7 @@ void sample_euler(const SamplerConfig *c, const Denoiser *D, const NoiseSource *
         D->fn(D->ctx, x, sigma_hat, denoised);
         to_d(d, x, denoised, sigma_hat, n);
         axpy(x, x, sigmas[i + 1] - sigma_hat, d, n);
+        observe_step(hook, i, x, n);
     }
     free(eps); free(denoised); free(d);
 }
@@ -396,7 +406,7 @@ static void ancestral_step(double sigma_from, double sigma_to, double eta, doubl
 /* Euler ancestral (k-diffusion sample_euler_ancestral): an Euler step down to sigma_down, then noise
  * S_noise sigma_up eps back up to sigma_{i+1} (drawn whenever sigma_{i+1} > 0, even for eta = 0). */
 void sample_euler_ancestral(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise,
-                            const double *sigmas, double *x)
+                            const double *sigmas, double *x, const SampleHook *hook)
 {
     size_t n = D->n, j;
     double *eps = xmalloc(n * sizeof(double)), *denoised = xmalloc(n * sizeof(double));
@@ -412,6 +422,7 @@ void sample_euler_ancestral(const SamplerConfig *c, const Denoiser *D, const Noi
             noise->draw(noise->ctx, eps, n);
             for (j = 0; j < n; j++) x[j] += eps[j] * c->s_noise * sigma_up;
         }
+        observe_step(hook, i, x, n);
     }
     free(eps); free(denoised); free(d);
 }
@@ -419,7 +430,8 @@ void sample_euler_ancestral(const SamplerConfig *c, const Denoiser *D, const Noi
 /* DPM-Solver++(2M) (Lu et al. 2022, Algorithm 2; k-diffusion sample_dpmpp_2m), with lambda = -ln sigma,
  * h = lambda_{i+1} - lambda_i, r = h_{i-1}/h: D_hat = (1 + 1/2r) D_i - (1/2r) D_{i-1} (D_i on the first
  * step), x = (sigma_{i+1}/sigma_i) x - expm1(-h) D_hat; a step to sigma = 0 (h = inf) lands on D_i. */
-void sample_dpmpp_2m(const SamplerConfig *c, const Denoiser *D, const double *sigmas, double *x)
+void sample_dpmpp_2m(const SamplerConfig *c, const Denoiser *D, const double *sigmas, double *x,
+                     const SampleHook *hook)
 {
     size_t n = D->n, j;
     double *denoised = xmalloc(n * sizeof(double)), *old_denoised = xmalloc(n * sizeof(double)), *swap;
@@ -438,25 +450,27 @@ void sample_dpmpp_2m(const SamplerConfig *c, const Denoiser *D, const double *si
             }
             for (j = 0; j < n; j++) x[j] = ratio * x[j] + a * (w_cur * denoised[j] - w_old * old_denoised[j]);
         }
+        observe_step(hook, i, x, n);
         swap = old_denoised; old_denoised = denoised; denoised = swap;
     }
     free(denoised); free(old_denoised);
 }
 
-void sample(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x)
+void sample(const SamplerConfig *c, const Denoiser *D, const NoiseSource *noise, const double *sigmas, double *x,
+            const SampleHook *hook)
 {
     SamplerConfig ddpm;
     switch (c->kind) {
-    case SAMPLER_HEUN: sample_heun(c, D, noise, sigmas, x); break;
-    case SAMPLER_EULER: sample_euler(c, D, noise, sigmas, x); break;
-    case SAMPLER_EULER_A: sample_euler_ancestral(c, D, noise, sigmas, x); break;
+    case SAMPLER_HEUN: sample_heun(c, D, noise, sigmas, x, hook); break;
+    case SAMPLER_EULER: sample_euler(c, D, noise, sigmas, x, hook); break;
+    case SAMPLER_EULER_A: sample_euler_ancestral(c, D, noise, sigmas, x, hook); break;
     case SAMPLER_DDPM:     /* one fixed-small DDPM step = one Euler-ancestral step with eta = 1 (docs/sampling.md) */
         ddpm = *c;
         ddpm.eta = 1.0;
         ddpm.s_noise = 1.0;
-        sample_euler_ancestral(&ddpm, D, noise, sigmas, x);
+        sample_euler_ancestral(&ddpm, D, noise, sigmas, x, hook);
         break;
-    case SAMPLER_DPMPP_2M: sample_dpmpp_2m(c, D, sigmas, x); break;
+    case SAMPLER_DPMPP_2M: sample_dpmpp_2m(c, D, sigmas, x, hook); break;
     }
 }
 
@@ -598,19 +612,42 @@ int cascade_load(StageConfig *stages, int max, const Blob *b, const char *use, c
     return L.failed ? -1 : n;
 }
 
+/* A NoiseSource that shows every draw to a SampleHook (draw 1, 2, ...: draw 0 is the initial noise). */
+typedef struct {
+    NoiseSource       inner;
+    const SampleHook *hook;
+    int               draws;
+} ObservedNoise;
+
+static void observed_draw(void *ctx, double *out, size_t n)
+{
+    ObservedNoise *o = ctx;
+    o->inner.draw(o->inner.ctx, out, n);
+    o->hook->noise(o->hook->ctx, ++o->draws, out, n);
+}
+
 void stage_sample(const SamplerConfig *c, const Denoiser *D, uint64_t seed, int image, int stage,
-                  const float *init, float *out)
+                  const float *init, const SampleHook *hook, float *out)
 {
     size_t n = D->n, i;
     double *x = xmalloc(n * sizeof(double)), *sigmas = xmalloc(((size_t)c->steps + 1) * sizeof(double));
     Rng init_rng = rng_init(seed, rng_stream(image, stage, RNG_INIT));
     Rng step_rng = rng_init(seed, rng_stream(image, stage, RNG_SAMPLER));
     NoiseSource noise = noise_from_rng(&step_rng);
+    ObservedNoise observed;
     sampler_sigmas(c, sigmas);
     if (init) for (i = 0; i < n; i++) x[i] = init[i];
     else rng_normal(&init_rng, x, n);
+    if (hook && hook->noise) {
+        hook->noise(hook->ctx, 0, x, n);
+        observed.inner = noise;
+        observed.hook = hook;
+        observed.draws = 0;
+        noise.draw = observed_draw;
+        noise.ctx = &observed;
+    }
     for (i = 0; i < n; i++) x[i] *= sigmas[0];                    /* x_0 = sigma_0 n */
-    sample(c, D, &noise, sigmas, x);
+    sample(c, D, &noise, sigmas, x, hook);
     for (i = 0; i < n; i++) out[i] = (float)fmin(fmax(x[i], -1.0), 1.0);
     free(x);
     free(sigmas);

@@ -196,7 +196,7 @@ static void sample_case(TestRun *T, const Blob *ref, const char *c)
     memcpy(x, x0, n * sizeof(double));
     D = gaussian(&G, mu, p[6], n);
     src = recorded(&rec, noise, nnoise);
-    sample(&cfg, &D, &src, sigmas, x);
+    sample(&cfg, &D, &src, sigmas, x, NULL);
     check_close_f64(T, name, x, want, n, 1e-10, TOL_ABS);     /* the acceptance asks 1e-5; float64 holds 1e-10 */
     /* Heun: NFE = 2N - 1 on a grid ending in 0; the others: N. */
     nfe_want = kind == SAMPLER_HEUN ? 2 * cfg.steps - 1 : cfg.steps;
@@ -384,7 +384,7 @@ static void edm_heun(TestRun *T, const Blob *ref)
     x = xmalloc(n * sizeof(double));
     memcpy(x, x0, n * sizeof(double));
     src = recorded(&rec, noise, nnoise);
-    sample_heun(&cfg, &D, &src, ref_sigmas, x);
+    sample_heun(&cfg, &D, &src, ref_sigmas, x, NULL);
     check_close_f64(T, "sampler.edm.heun_churn_3experts", x, want, n, 1e-6, TOL_ABS);
     for (i = 0; i < ncalls && i < 64; i++) {
         same += net.calls[i] == calls[i];
@@ -489,7 +489,7 @@ static void cfg_negative(TestRun *T, const Blob *ref)
     cfg.steps = (int)p[0];
     x = xmalloc(n * sizeof(double));
     memcpy(x, x0, n * sizeof(double));
-    sample(&cfg, &D, NULL, sig, x);
+    sample(&cfg, &D, NULL, sig, x, NULL);
     check_close_f64(T, "sampler.cfg.negative_prompt", x, want, n, 1e-6, TOL_ABS);   /* float32 mu */
     report(T, ptr_ok, "sampler.cfg.uncond_branches", "negative text replaces the null text; image embedding "
            "dropped in base, kept in SR; no negative: text dropped: %s", ptr_ok ? "yes" : "NO");
@@ -687,25 +687,97 @@ static void stage_determinism(TestRun *T)
     cfg.kind = SAMPLER_EULER_A;
     cfg.steps = 20;
     set_threads(1);
-    stage_sample(&cfg, &D, 42, 0, 1, NULL, a);
+    stage_sample(&cfg, &D, 42, 0, 1, NULL, NULL, a);
     set_threads(2);
-    stage_sample(&cfg, &D, 42, 0, 1, NULL, b);
+    stage_sample(&cfg, &D, 42, 0, 1, NULL, NULL, b);
     set_threads(before);
-    stage_sample(&cfg, &D, 43, 0, 1, NULL, c);
+    stage_sample(&cfg, &D, 43, 0, 1, NULL, NULL, c);
     same = memcmp(a, b, sizeof a) == 0;
     differ = memcmp(a, c, sizeof a) != 0;
     /* injected noise: x = sigma_0 init, then the same sampler with the stream RNG_SAMPLER */
     for (i = 0; i < n; i++) init[i] = (float)sin(i * 0.7);
-    stage_sample(&cfg, &D, 42, 0, 1, init, d);
+    stage_sample(&cfg, &D, 42, 0, 1, init, NULL, d);
     sampler_sigmas(&cfg, sigmas);
     for (i = 0; i < n; i++) x[i] = sigmas[0] * init[i];
     r = rng_init(42, rng_stream(0, 1, RNG_SAMPLER));
     src = noise_from_rng(&r);
-    sample(&cfg, &D, &src, sigmas, x);
+    sample(&cfg, &D, &src, sigmas, x, NULL);
     for (i = 0; i < n; i++) init_ok &= d[i] == (float)fmin(fmax(x[i], -1), 1);
     report(T, same && differ && init_ok, "sampler.stage_sample.determinism",
            "seed 42 on 1 vs 2 threads: %s; seed 43 differs: %s; injected noise = sigma_0 n by hand: %s",
            same ? "identical bytes" : "DIFFERENT", differ ? "yes" : "NO", init_ok ? "yes" : "NO");
+}
+
+/* What a SampleHook saw: the step indices in order, the last sample, the draws and draw 0. */
+typedef struct {
+    int    steps_seen, in_order, draws;
+    double last[3 * 4 * 4], first_draw[3 * 4 * 4];
+} Observed;
+
+static void observe_step(void *ctx, int i, const double *x, size_t n)
+{
+    Observed *o = ctx;
+    o->in_order &= i == o->steps_seen++;
+    memcpy(o->last, x, n * sizeof *x);
+}
+
+static void observe_noise(void *ctx, int draw, const double *eps, size_t n)
+{
+    Observed *o = ctx;
+    o->in_order &= draw == o->draws++;
+    if (draw == 0) memcpy(o->first_draw, eps, n * sizeof *eps);
+}
+
+/* stage_sample's SampleHook (--dump): every sampler reports steps 0..N-1 in order, the last sample is
+ * the output before clamping, draw 0 is the initial noise of stream RNG_INIT, then one draw per step
+ * that takes noise (heun/euler: every step; euler_a/ddpm: every step but the last; dpmpp2m: none);
+ * observing changes no byte of the output. */
+static void stage_hook(TestRun *T)
+{
+    static const int kinds[] = {SAMPLER_HEUN, SAMPLER_EULER, SAMPLER_EULER_A, SAMPLER_DDPM, SAMPLER_DPMPP_2M};
+    const size_t n = 3 * 4 * 4;
+    double mu[3 * 4 * 4], n0[3 * 4 * 4];
+    float plain[3 * 4 * 4], seen[3 * 4 * 4];
+    Gaussian G;
+    Denoiser D;
+    SamplerConfig cfg;
+    SampleHook hook;
+    Observed o;
+    Rng r;
+    char name[64];
+    size_t i;
+    int k, want_draws, last_ok, n0_ok;
+    for (i = 0; i < n; i++) mu[i] = 0.2 * cos((double)i);
+    D = gaussian(&G, mu, 0.5, n);
+    r = rng_init(7, rng_stream(0, 0, RNG_INIT));
+    rng_normal(&r, n0, n);
+    hook.step = observe_step;
+    hook.noise = observe_noise;
+    hook.ctx = &o;
+    for (k = 0; k < (int)(sizeof kinds / sizeof kinds[0]); k++) {
+        snprintf(name, sizeof name, "sampler.hook.%s", sampler_name(kinds[k]));
+        if (!selected(T, name)) continue;
+        sampler_defaults(&cfg);
+        cfg.kind = kinds[k];
+        cfg.steps = 5;
+        cfg.s_churn = kinds[k] == SAMPLER_EULER ? 1.0 : 0.0;
+        memset(&o, 0, sizeof o);
+        o.in_order = 1;
+        stage_sample(&cfg, &D, 7, 0, 0, NULL, NULL, plain);
+        stage_sample(&cfg, &D, 7, 0, 0, NULL, &hook, seen);
+        want_draws = 1 + (kinds[k] == SAMPLER_DPMPP_2M ? 0 : kinds[k] == SAMPLER_EULER_A || kinds[k] == SAMPLER_DDPM ?
+                          cfg.steps - 1 : cfg.steps);
+        for (i = 0, last_ok = 1, n0_ok = 1; i < n; i++) {
+            last_ok &= seen[i] == (float)fmin(fmax(o.last[i], -1), 1);
+            n0_ok &= o.first_draw[i] == n0[i];
+        }
+        report(T, o.steps_seen == cfg.steps && o.in_order && o.draws == want_draws && last_ok && n0_ok &&
+               memcmp(plain, seen, sizeof plain) == 0, name,
+               "%d steps reported in order (want %d), %d draws (want %d), last sample = output: %s, draw 0 = "
+               "RNG_INIT stream: %s, output unchanged by observing: %s", o.steps_seen, cfg.steps, o.draws,
+               want_draws, last_ok ? "yes" : "NO", n0_ok ? "yes" : "NO",
+               memcmp(plain, seen, sizeof plain) == 0 ? "yes" : "NO");
+    }
 }
 
 void suite_sampler(TestRun *T)
@@ -733,5 +805,6 @@ void suite_sampler(TestRun *T)
     rgb8(T, &ref);
     noise_file(T);
     stage_determinism(T);
+    stage_hook(T);
     blob_close(&ref);
 }
