@@ -1111,13 +1111,19 @@ void timestep_embedding(float *out, float t, int dim, int flip_sin_to_cos, float
  * literal {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } padded with spaces to a multiple
  * of 64 bytes and ending in a newline, then the data. */
 
-int npy_write(const char *path, const float *data, int rank, const int64_t *shape, char err[EDIFF_ERR])
+int npy_write_dtype(const char *path, const void *data, int dtype, int rank, const int64_t *shape,
+                    char err[EDIFF_ERR])
 {
     char header[512];
+    const char *descr = dtype == DT_F32 ? "<f4" : dtype == DT_F64 ? "<f8" : dtype == DT_I32 ? "<i4" : NULL;
     int n, d, pad;
     int64_t numel = 1;
     FILE *f;
-    n = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    if (!descr || rank < 0 || rank > MAX_RANK) {
+        snprintf(err, EDIFF_ERR, "%s: cannot write a %s array of rank %d as .npy", path, dtype_name(dtype), rank);
+        return -1;
+    }
+    n = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     for (d = 0; d < rank; d++) {
         n += snprintf(header + n, sizeof header - (size_t)n, "%lld,%s", (long long)shape[d], d + 1 < rank ? " " : "");
         numel *= shape[d];
@@ -1135,7 +1141,7 @@ int npy_write(const char *path, const float *data, int rank, const int64_t *shap
     fputc(n & 255, f);
     fputc(n >> 8, f);
     fwrite(header, 1, (size_t)n, f);
-    fwrite(data, sizeof(float), (size_t)numel, f);       /* x86, ARM: little-endian floats */
+    fwrite(data, dtype_size(dtype), (size_t)numel, f);   /* x86, ARM: little-endian */
     if (fclose(f) != 0) {
         snprintf(err, EDIFF_ERR, "%s: write error", path);
         return -1;
@@ -1143,12 +1149,17 @@ int npy_write(const char *path, const float *data, int rank, const int64_t *shap
     return 0;
 }
 
+int npy_write(const char *path, const float *data, int rank, const int64_t *shape, char err[EDIFF_ERR])
+{
+    return npy_write_dtype(path, data, DT_F32, rank, shape, err);
+}
+
 int npy_read(const char *path, float **data, int *rank, int64_t shape[MAX_RANK], int64_t max_elems,
              char err[EDIFF_ERR])
 {
     unsigned char pre[10];
     char header[4096], *s;
-    int hlen, f8, r = 0;
+    int hlen, f8, i4, r = 0;
     int64_t numel = 1, i;
     FILE *f = fopen(path, "rb");
     *data = NULL;
@@ -1166,10 +1177,11 @@ int npy_read(const char *path, float **data, int *rank, int64_t shape[MAX_RANK],
     }
     header[hlen] = 0;
     f8 = strstr(header, "'descr': '<f8'") != NULL;
-    if ((!f8 && !strstr(header, "'descr': '<f4'")) || !strstr(header, "'fortran_order': False") ||
+    i4 = strstr(header, "'descr': '<i4'") != NULL;
+    if ((!f8 && !i4 && !strstr(header, "'descr': '<f4'")) || !strstr(header, "'fortran_order': False") ||
         !(s = strstr(header, "'shape': ("))) {
         fclose(f);
-        snprintf(err, EDIFF_ERR, "%s: only C-order float32/float64 .npy arrays are read", path);
+        snprintf(err, EDIFF_ERR, "%s: only C-order float32/float64/int32 .npy arrays are read", path);
         return -1;
     }
     for (s += 10; *s && *s != ')';) {
@@ -1189,6 +1201,9 @@ int npy_read(const char *path, float **data, int *rank, int64_t shape[MAX_RANK],
     *data = xmalloc((size_t)numel * sizeof(float) + 1);
     if (f8) {
         double v;
+        for (i = 0; i < numel && fread(&v, sizeof v, 1, f) == 1; i++) (*data)[i] = (float)v;
+    } else if (i4) {
+        int32_t v;
         for (i = 0; i < numel && fread(&v, sizeof v, 1, f) == 1; i++) (*data)[i] = (float)v;
     } else {
         i = (int64_t)fread(*data, sizeof(float), (size_t)numel, f);
