@@ -76,6 +76,9 @@ typedef struct {
 typedef struct {
     const char *prompt, *negative;             /* negative NULL: none */
     const char *model, *output, *dump, *style, *noise, *alternative;
+    const char *dump_steps, *dump_filter;      /* NULL: the defaults ("0,last", everything) */
+    int         argc;                          /* the command line, for --dump's run.json */
+    char      **argv;
     uint64_t    seed;
     int         random_seed, threads, batch, verbose, no_t5, no_clip_text, no_sr;
     double      paint_weight;
@@ -259,40 +262,19 @@ static int model_load(Model *m, const Options *o, char err[EDIFF_ERR])
 
 /* ================================================================ tensor dumps (--dump DIR) ===== */
 
-/* Writes DIR/PREFIXname.npy for every tensor it is given; the first failure is kept. */
-typedef struct {
-    const char *dir;             /* NULL: dumping is off */
-    char        prefix[96];
-    int         failed;
-    char        err[EDIFF_ERR];
-} Dumper;
-
-static void dump_tensor(void *ctx, const char *name, const float *x, int rank, const int64_t *shape)
+/* NAME (printf format) as a batch of one, PyTorch's shape: [1, d1], [1, d1, d2] or [1, d1, d2, d3] for
+ * rank 1, 2, 3; rank 0 gives [1] (a per-call scalar such as sigma). dump.c names the scheme. */
+static void dump1(Dumper *d, int dtype, const void *x, int rank, int64_t d1, int64_t d2, int64_t d3, const char *fmt, ...)
 {
-    Dumper *d = ctx;
-    char path[1024];
-    if (!d || !d->dir || !x || d->failed) return;
-    if (snprintf(path, sizeof path, "%s/%s%s.npy", d->dir, d->prefix, name) >= (int)sizeof path)
-        fail(d->err, "--dump %s: path too long", d->dir), d->failed = 1;
-    else if (npy_write(path, x, rank, shape, d->err))
-        d->failed = 1;
-}
-
-/* A [rows, cols] matrix, or a [rows] vector when cols is 0. */
-static void dump2(Dumper *d, const char *name, const float *x, int64_t rows, int64_t cols)
-{
-    int64_t shape[2];
-    shape[0] = rows; shape[1] = cols;
-    dump_tensor(d, name, x, cols ? 2 : 1, shape);
-}
-
-static DumpHook dump_hook(Dumper *d, const char *prefix)
-{
-    DumpHook h;
-    snprintf(d->prefix, sizeof d->prefix, "%s", prefix);
-    h.fn = dump_tensor;
-    h.ctx = d;
-    return h;
+    char name[512];
+    int64_t shape[4];
+    va_list ap;
+    if (!d || !d->dir) return;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    shape[0] = 1; shape[1] = d1; shape[2] = d2; shape[3] = d3;
+    dump_array(d, name, dtype, x, rank ? rank + 1 : 1, shape);
 }
 
 /* ================================================================ conditioning (eDiff-I §4.2) === */
@@ -326,32 +308,34 @@ static int tokenize_prompt(const Model *m, const char *text, TextEncoding *e, ch
 }
 
 /* ids -> T5 tokens [L5, d_t5] (the encoder runs on the unpadded ids; rows past them stay zero), CLIP
- * tokens [77, d_clip] and the pooled CLIP embedding [E]. Dumped as NAME.t5.*, NAME.clip.*, NAME.*. */
+ * tokens [77, d_clip] and the pooled CLIP embedding [E]. Dumped as NAME/t5.input_ids, NAME/t5.* (the
+ * encoder's modules), NAME/clip.input_ids, NAME/clip.*, and NAME/t5_tokens, clip_tokens, clip_text_embed. */
 static int encode_prompt(const Model *m, TextEncoding *e, Arena *a, Dumper *dump, const char *name,
                          char err[EDIFF_ERR])
 {
     char prefix[64];
     DumpHook hook;
     if (m->use_t5) {
-        snprintf(prefix, sizeof prefix, "%s.t5.", name);
-        hook = dump_hook(dump, prefix);
+        dump1(dump, DT_I32, e->t5_ids.id, 1, e->t5_ids.n, 0, 0, "%s/t5.input_ids", name);
+        snprintf(prefix, sizeof prefix, "%s/t5.", name);
+        hook = dump_hook(dump, prefix, 1);
         e->t5_tokens = xcalloc((size_t)m->L5 * (size_t)m->d_t5, sizeof(float));
         if (t5_encode(&m->t5, e->t5_ids.id, NULL, e->t5_ids.n, e->t5_tokens, a, dump->dir ? &hook : NULL, err))
             return -1;
     }
     if (m->use_clip_text) {
-        snprintf(prefix, sizeof prefix, "%s.clip.", name);
-        hook = dump_hook(dump, prefix);
+        dump1(dump, DT_I32, e->clip_ids, 1, CLIP_CONTEXT, 0, 0, "%s/clip.input_ids", name);
+        snprintf(prefix, sizeof prefix, "%s/clip.", name);
+        hook = dump_hook(dump, prefix, 1);
         e->clip_tokens = xmalloc((size_t)CLIP_CONTEXT * (size_t)m->d_clip * sizeof(float));
         e->clip_text_embed = xmalloc((size_t)m->embed_dim * sizeof(float));
         if (clip_text_encode(&m->clip_text, e->clip_ids, CLIP_CONTEXT, e->clip_tokens, e->clip_text_embed, a,
                              dump->dir ? &hook : NULL, err))
             return -1;
     }
-    snprintf(dump->prefix, sizeof dump->prefix, "%s.", name);
-    dump2(dump, "t5_tokens", e->t5_tokens, m->L5, m->d_t5);
-    dump2(dump, "clip_tokens", e->clip_tokens, CLIP_CONTEXT, m->d_clip);
-    dump2(dump, "clip_text_embed", e->clip_text_embed, m->embed_dim, 0);
+    dump1(dump, DT_F32, e->t5_tokens, 2, m->L5, m->d_t5, 0, "%s/t5_tokens", name);
+    dump1(dump, DT_F32, e->clip_tokens, 2, CLIP_CONTEXT, m->d_clip, 0, "%s/clip_tokens", name);
+    dump1(dump, DT_F32, e->clip_text_embed, 1, m->embed_dim, 0, 0, "%s/clip_text_embed", name);
     return 0;
 }
 
@@ -364,15 +348,15 @@ static int encode_style(const Model *m, const Image *img, Arena *a, Dumper *dump
     size_t i, n = (size_t)img->w * (size_t)img->h;
     uint8_t *rgb = xmalloc(n * 3);
     float *pixels = xmalloc((size_t)3 * p->crop_height * p->crop_width * sizeof(float));
-    DumpHook hook = dump_hook(dump, "style.clip.");
+    DumpHook hook = dump_hook(dump, "style/clip.", 1);
     int rc;
     for (i = 0; i < n; i++) memcpy(rgb + 3 * i, img->rgba + 4 * i, 3);
     *embed = xmalloc((size_t)m->embed_dim * sizeof(float));
     rc = clip_preprocess(p, rgb, img->w, img->h, pixels, err);
     if (!rc) {
+        dump1(dump, DT_F32, pixels, 3, 3, p->crop_height, p->crop_width, "style/pixel_values");
         clip_vision_encode(&m->clip_vision, pixels, *embed, NULL, NULL, a, dump->dir ? &hook : NULL);
-        snprintf(dump->prefix, sizeof dump->prefix, "style.");
-        dump2(dump, "clip_image_embed", *embed, m->embed_dim, 0);
+        dump1(dump, DT_F32, *embed, 1, m->embed_dim, 0, 0, "style/clip_image_embed");
     }
     free(rgb);
     free(pixels);
@@ -491,26 +475,44 @@ static void build_paint(const Stage *st, const Paint *paint, int n_paint, int n_
 
 /* ================================================================ one stage ==================== */
 
+/* What --dump records of one stage's sampling (ediff.c's side of the names dump.c describes): the
+ * initial noise, each step's sample (and noise, for samplers that draw it), and in the steps
+ * --dump-steps selects each denoiser call: x, sigma, the expert, the EDM scalings, each CFG branch's
+ * UNet modules and denoised image, and the guided denoised image. */
+typedef struct {
+    Dumper            *dump;
+    const StageConfig *cfg;
+    Denoiser           guided;        /* the denoiser observed */
+    int                steps, step, call;
+    int                active;        /* the current call is dumped */
+    int                stochastic;    /* the sampler draws noise in every step: dump it */
+    char               scope[96];     /* the current call: "base/step03/call1" */
+} StageDump;
+
 /* One CFG branch of one stage, prepared once per run: each expert's context and class vector (its own
  * projections of the same encoder outputs), and the paint maps (conditional branch only). */
 typedef struct {
     const Stage    *stage;
+    const char     *name;          /* "cond" or "uncond" */
     Arena          *arena;
     int             n_ctx;
     float         **context;       /* [experts] -> [n_ctx, dim_k], owned */
     float         **class_vec;     /* [experts] -> [class_embed_dim_k], owned */
     const Painting *paint;         /* NULL: unpainted */
     double          paint_weight;  /* w' */
-    Dumper         *dump;          /* dumps the UNet modules of the first call, then NULL */
+    StageDump      *dump;          /* while a dumped stage runs, else NULL */
+    Denoiser        edm;           /* this branch's D, when dumped (branch_denoise wraps it) */
     int             failed;
     char            err[EDIFF_ERR];
 } Branch;
 
-static void branch_init(Branch *b, const Stage *st, const Conditioning *c, int L5, const float *aug, Arena *a)
+static void branch_init(Branch *b, const char *name, const Stage *st, const Conditioning *c, int L5, const float *aug,
+                        Arena *a)
 {
     int k, n = st->cfg.experts.n;
     memset(b, 0, sizeof *b);
     b->stage = st;
+    b->name = name;
     b->arena = a;
     b->n_ctx = cond_context_rows(L5, CLIP_CONTEXT);
     b->context = xcalloc((size_t)n, sizeof *b->context);
@@ -546,7 +548,8 @@ static void expert_forward(void *ctx, int k, const float *input, float c_noise, 
     int R = st->cfg.resolution;
     PaintBias paint;
     DumpHook hook;
-    char prefix[96];
+    char prefix[256];
+    int dumped = b->dump && b->dump->active;
     if (!b->failed) {
         if (b->paint) {
             paint.maps = b->paint->maps;
@@ -554,15 +557,105 @@ static void expert_forward(void *ctx, int k, const float *input, float c_noise, 
             paint.n_ctx = b->n_ctx;
             paint.weight = (float)(b->paint_weight * log1p(exp(4.0 * (double)c_noise)));
         }
-        if (b->dump) snprintf(prefix, sizeof prefix, "%s.%d.unet.", st->cfg.name, k), hook = dump_hook(b->dump, prefix);
-        if (unet_forward(&st->unet[k], b->arena, input, R, R, c_noise, b->context[k], b->n_ctx, b->class_vec[k],
-                         b->paint ? &paint : NULL, b->dump ? &hook : NULL, out, b->err) == 0) {
-            b->dump = NULL;
-            return;
+        if (dumped) {
+            snprintf(prefix, sizeof prefix, "%s/%s/%s.%d.unet.", b->dump->scope, b->name, st->cfg.name, k);
+            hook = dump_hook(b->dump->dump, prefix, 0);
         }
+        if (unet_forward(&st->unet[k], b->arena, input, R, R, c_noise, b->context[k], b->n_ctx, b->class_vec[k],
+                         b->paint ? &paint : NULL, dumped ? &hook : NULL, out, b->err) == 0)
+            return;
         b->failed = 1;                  /* reported after sampling; the remaining calls do nothing */
     }
     memset(out, 0, (size_t)3 * R * R * sizeof(float));
+}
+
+/* ---- --dump of a stage: wrappers around its denoisers and the sampler's SampleHook (NAME: docs/crosscheck.md) */
+
+/* A [1, 3, R, R] image of the stage (sampler state and denoised images are double, as sampler.c keeps them). */
+static void dump_image(const StageDump *sd, int dtype, const void *x, const char *fmt, const char *a, const char *b)
+{
+    char name[256];
+    int R = sd->cfg->resolution;
+    snprintf(name, sizeof name, fmt, a, b);
+    dump1(sd->dump, dtype, x, 3, 3, R, R, "%s", name);
+}
+
+/* The guided D(x; sigma) of a call; in the steps --dump-steps selects, its input x, sigma, the expert
+ * that serves it, the EDM scalings (sampler.c edm_scalings) and the result, under STAGE/stepNN/callM. */
+static void stage_dump_denoise(void *ctx, const double *x, double sigma, double *denoised)
+{
+    StageDump *sd = ctx;
+    snprintf(sd->scope, sizeof sd->scope, "%s/step%02d/call%d", sd->cfg->name, sd->step, sd->call);
+    sd->active = dump_step_wanted(sd->dump, sd->step, sd->steps);
+    if (sd->active) {
+        EdmScalings e = edm_scalings(sigma, sd->cfg->sigma_data);
+        int32_t expert = expert_for_sigma(&sd->cfg->experts, sigma);
+        dump_image(sd, DT_F64, x, "%s/%s", sd->scope, "x");
+        dump1(sd->dump, DT_F64, &sigma, 0, 0, 0, 0, "%s/sigma", sd->scope);
+        dump1(sd->dump, DT_I32, &expert, 0, 0, 0, 0, "%s/expert", sd->scope);
+        dump1(sd->dump, DT_F64, &e.c_skip, 0, 0, 0, 0, "%s/c_skip", sd->scope);
+        dump1(sd->dump, DT_F64, &e.c_out, 0, 0, 0, 0, "%s/c_out", sd->scope);
+        dump1(sd->dump, DT_F64, &e.c_in, 0, 0, 0, 0, "%s/c_in", sd->scope);
+        dump1(sd->dump, DT_F64, &e.c_noise, 0, 0, 0, 0, "%s/c_noise", sd->scope);
+    }
+    sd->guided.fn(sd->guided.ctx, x, sigma, denoised);
+    if (sd->active) dump_image(sd, DT_F64, denoised, "%s/%s", sd->scope, "denoised");
+    sd->active = 0;
+    sd->call++;
+}
+
+/* One CFG branch's D = c_skip x + c_out F (its UNet's modules are dumped by expert_forward). */
+static void branch_denoise(void *ctx, const double *x, double sigma, double *denoised)
+{
+    Branch *b = ctx;
+    b->edm.fn(b->edm.ctx, x, sigma, denoised);
+    if (b->dump->active) dump_image(b->dump, DT_F64, denoised, "%s/%s/denoised", b->dump->scope, b->name);
+}
+
+static Denoiser branch_tap(Branch *b, StageDump *sd, Denoiser edm)
+{
+    Denoiser d = edm;
+    b->dump = sd;
+    b->edm = edm;
+    d.fn = branch_denoise;
+    d.ctx = b;
+    return d;
+}
+
+/* SampleHook: the sample after step i (every step), then the next call belongs to step i + 1. */
+static void stage_dump_step(void *ctx, int i, const double *x, size_t n)
+{
+    StageDump *sd = ctx;
+    char step[16];
+    (void)n;
+    snprintf(step, sizeof step, "step%02d", i);
+    dump_image(sd, DT_F64, x, "%s/%s/sample", sd->cfg->name, step);
+    sd->step = i + 1;
+    sd->call = 0;
+}
+
+/* SampleHook: the initial noise n (x_0 = sigma_0 n), and each step's noise when the sampler uses it. */
+static void stage_dump_noise(void *ctx, int draw, const double *eps, size_t n)
+{
+    StageDump *sd = ctx;
+    char step[16];
+    (void)n;
+    snprintf(step, sizeof step, "step%02d", sd->step);
+    if (draw == 0) dump_image(sd, DT_F64, eps, "%s/noise%s", sd->cfg->name, "");
+    else if (sd->stochastic) dump_image(sd, DT_F64, eps, "%s/%s/noise", sd->cfg->name, step);
+}
+
+/* SR's augmentation noise n_aug of z_lr = up(y_lr) + sigma_aug n_aug, dumped as it is drawn. */
+typedef struct {
+    NoiseSource inner;
+    StageDump  *sd;
+} AugNoiseTap;
+
+static void aug_noise_draw(void *ctx, double *out, size_t n)
+{
+    AugNoiseTap *t = ctx;
+    t->inner.draw(t->inner.ctx, out, n);
+    dump_image(t->sd, DT_F64, out, "%s/aug_noise%s", t->sd->cfg->name, "");
 }
 
 /* What the pipeline reports after each denoiser call (the CLI draws it; see show_progress). */
@@ -616,30 +709,67 @@ typedef struct {
 
 /* One stage for one image (eDiff-I §4.1; EDM): x = sigma_0 n (n from `init`, else the seed's stream),
  * sampled with the guided expert ensemble; a super-resolution stage is conditioned on y_lr [3, lr, lr],
- * the previous stage's output, upsampled and noise-augmented. out [3, R, R] in [-1, 1]. */
+ * the previous stage's output, upsampled and noise-augmented. out [3, R, R] in [-1, 1]. With dump
+ * (NULL: none), the stage's sampling is dumped under its name (StageDump). */
 static int run_stage(StageRun *r, int s, int n_stages, uint64_t seed, const float *init, const float *y_lr, int lr,
-                     const Progress *progress, int image, int images, float *out, char err[EDIFF_ERR])
+                     const Progress *progress, int image, int images, Dumper *dump, float *out, char err[EDIFF_ERR])
 {
     const StageConfig *cfg = &r->stage->cfg;
-    int R = cfg->resolution, guided = r->cfg_scale != 1.0;
+    int R = cfg->resolution, guided = r->cfg_scale != 1.0, dumped = dump && dump->dir;
     float *z_lr = NULL;
     EdmDenoiser e_cond, e_uncond;
     Denoiser d_cond, d_uncond, d_guided;
     Guidance g;
     Tracked t;
     Network net_cond, net_uncond;
+    StageDump sd;
+    SampleHook hook;
+    memset(&sd, 0, sizeof sd);
+    sd.dump = dump;
+    sd.cfg = cfg;
+    sd.steps = r->sampler.steps;
+    sd.stochastic = r->sampler.kind == SAMPLER_EULER_A || r->sampler.kind == SAMPLER_DDPM || r->sampler.s_churn > 0;
+    if (dumped) {
+        double *sigmas = xmalloc(((size_t)r->sampler.steps + 1) * sizeof(double));
+        int64_t n = r->sampler.steps + 1;
+        char name[96];
+        sampler_sigmas(&r->sampler, sigmas);
+        snprintf(name, sizeof name, "%s/sigmas", cfg->name);
+        dump_array(dump, name, DT_F64, sigmas, 1, &n);
+        free(sigmas);
+    }
     if (cfg->sr) {                      /* z_lr = up(y_lr) + sigma_aug n_aug (docs/model.md) */
         Rng aug = rng_init(seed, rng_stream(0, s, RNG_AUG));
         NoiseSource noise = noise_from_rng(&aug);
+        AugNoiseTap tap;
+        if (dumped) {
+            tap.inner = noise;
+            tap.sd = &sd;
+            noise.draw = aug_noise_draw;
+            noise.ctx = &tap;
+        }
         z_lr = xmalloc((size_t)3 * R * R * sizeof(float));
         lowres_condition(z_lr, y_lr, 3, lr, lr, R, R, cfg->aug_sigma, &noise);
+        if (dumped) dump_image(&sd, DT_F32, z_lr, "%s/z_lr%s", cfg->name, "");
     }
     net_cond.forward = net_uncond.forward = expert_forward;
     net_cond.ctx = &r->cond;
     net_uncond.ctx = &r->uncond;
     d_cond = edm_denoiser(&e_cond, &cfg->experts, net_cond, cfg->sigma_data, 3, R, R, z_lr, 3);
     if (guided) d_uncond = edm_denoiser(&e_uncond, &cfg->experts, net_uncond, cfg->sigma_data, 3, R, R, z_lr, 3);
+    if (dumped) {
+        d_cond = branch_tap(&r->cond, &sd, d_cond);
+        if (guided) d_uncond = branch_tap(&r->uncond, &sd, d_uncond);
+    }
     d_guided = cfg_denoiser(&g, &d_cond, guided ? &d_uncond : NULL, r->cfg_scale);
+    if (dumped) {
+        sd.guided = d_guided;
+        d_guided.fn = stage_dump_denoise;
+        d_guided.ctx = &sd;
+        hook.step = stage_dump_step;
+        hook.noise = stage_dump_noise;
+        hook.ctx = &sd;
+    }
 
     memset(&t, 0, sizeof t);
     t.inner = d_guided;
@@ -659,8 +789,9 @@ static int run_stage(StageRun *r, int s, int n_stages, uint64_t seed, const floa
         tracked.fn = tracked_denoise;
         tracked.ctx = &t;
         tracked.n = d_guided.n;
-        stage_sample(&r->sampler, &tracked, seed, 0, s, init, out);
+        stage_sample(&r->sampler, &tracked, seed, 0, s, init, dumped ? &hook : NULL, out);
     }
+    r->cond.dump = r->uncond.dump = NULL;
     t.ev.finished = 1;
     t.ev.elapsed = seconds_now() - t.start;
     if (progress) progress->fn(progress->ctx, &t.ev);
@@ -709,6 +840,7 @@ static void run_free(Run *r)
     free(r->style);
     free(r->init);
     arena_free(&r->arena);
+    dump_free(&r->dump);
 }
 
 /* The stage's sampler settings: the blob's defaults (S.steps, S.sampler, S.cfg_scale, ...), then the
@@ -764,6 +896,7 @@ static void prepare_stage(Run *r, int s)
     StageRun *sr = &r->stage[s];
     const StageConfig *cfg = &sr->stage->cfg;
     Conditioning cond, neg, uncond;
+    const Branch *b;
     char name[128];
     int k, i;
     cond.t5_tokens = r->prompt.t5_tokens;
@@ -779,33 +912,27 @@ static void prepare_stage(Run *r, int s)
         sr->aug = xmalloc((size_t)cfg->aug_dim * sizeof(float));
         aug_features(sr->aug, cfg->aug_sigma, cfg->aug_dim);
     }
-    branch_init(&sr->cond, sr->stage, &cond, m->L5, sr->aug, &r->arena);
-    if (sr->cfg_scale != 1.0) branch_init(&sr->uncond, sr->stage, &uncond, m->L5, sr->aug, &r->arena);
+    branch_init(&sr->cond, "cond", sr->stage, &cond, m->L5, sr->aug, &r->arena);
+    if (sr->cfg_scale != 1.0) branch_init(&sr->uncond, "uncond", sr->stage, &uncond, m->L5, sr->aug, &r->arena);
     if (r->n_paint) {
         build_paint(sr->stage, r->paint, r->n_paint, sr->cond.n_ctx, &sr->paint);
         sr->cond.paint = &sr->paint;
         sr->cond.paint_weight = r->opt->paint_weight;
     }
-    if (r->dump.dir) {
-        sr->cond.dump = &r->dump;
-        r->dump.prefix[0] = 0;
-        for (k = 0; k < cfg->experts.n; k++) {
+    for (b = &sr->cond; r->dump.dir && b && b->context; b = b == &sr->cond ? &sr->uncond : NULL)
+        for (k = 0; k < cfg->experts.n; k++) {       /* the outputs (context, class vector) of module S.k.cond */
             int D = sr->stage->cond[k].dim, C = sr->stage->unet[k].config.class_embed_dim;
-            snprintf(name, sizeof name, "%s.%d.context", cfg->name, k);
-            dump2(&r->dump, name, sr->cond.context[k], sr->cond.n_ctx, D);
-            snprintf(name, sizeof name, "%s.%d.class_labels", cfg->name, k);
-            dump2(&r->dump, name, sr->cond.class_vec[k], C, 0);
-            if (!sr->uncond.context) continue;
-            snprintf(name, sizeof name, "%s.%d.uncond.context", cfg->name, k);
-            dump2(&r->dump, name, sr->uncond.context[k], sr->uncond.n_ctx, D);
-            snprintf(name, sizeof name, "%s.%d.uncond.class_labels", cfg->name, k);
-            dump2(&r->dump, name, sr->uncond.class_vec[k], C, 0);
+            dump1(&r->dump, DT_F32, b->context[k], 2, b->n_ctx, D, 0, "%s/%s/%s.%d.cond.context", cfg->name, b->name,
+                  cfg->name, k);
+            dump1(&r->dump, DT_F32, b->class_vec[k], 1, C, 0, 0, "%s/%s/%s.%d.cond.class_labels", cfg->name, b->name,
+                  cfg->name, k);
         }
-        for (i = 0; i < sr->paint.n_maps; i++) {
-            snprintf(name, sizeof name, "%s.paint.%dx%d", cfg->name, sr->paint.maps[i].h, sr->paint.maps[i].w);
-            dump2(&r->dump, name, sr->paint.maps[i].A, (int64_t)sr->paint.maps[i].h * sr->paint.maps[i].w,
-                  sr->cond.n_ctx);
-        }
+    for (i = 0; r->dump.dir && i < sr->paint.n_maps; i++) {
+        int64_t shape[2];
+        shape[0] = (int64_t)sr->paint.maps[i].h * sr->paint.maps[i].w;
+        shape[1] = sr->cond.n_ctx;
+        snprintf(name, sizeof name, "%s/paint.%dx%d", cfg->name, sr->paint.maps[i].h, sr->paint.maps[i].w);
+        dump_array(&r->dump, name, DT_F32, sr->paint.maps[i].A, 2, shape);
     }
 }
 
@@ -971,6 +1098,120 @@ static int check_text(const Run *r)
     return rc;
 }
 
+/* A JSON string: quotes, backslashes and control characters escaped (UTF-8 passes through). */
+static void json_string(Text *t, const char *s)
+{
+    if (!s) {
+        text_add(t, "null");
+        return;
+    }
+    text_add(t, "\"");
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') text_add(t, "\\%c", c);
+        else if (c < 0x20) text_add(t, "\\u%04x", c);
+        else text_add(t, "%c", c);
+    }
+    text_add(t, "\"");
+}
+
+/* A number that reads back exactly; infinity as the string "inf" (JSON has no infinity). */
+static void json_number(Text *t, double x)
+{
+    char buf[32];
+    if (x == HUGE_VAL) text_add(t, "\"inf\"");
+    else text_add(t, "%s", number(buf, x));
+}
+
+/* DIR/run.json of --dump: the invocation, every setting the run used (per stage, as resolved from the
+ * blob's defaults and the flags), and the manifest: the names of the tensors written, in the order they
+ * were computed. weights/crosscheck.py reruns the pipeline in PyTorch from this (docs/crosscheck.md). */
+static int write_run_json(const Run *r, char err[EDIFF_ERR])
+{
+    const Model *m = r->model;
+    const Options *o = r->opt;
+    Text t = {NULL, 0, 0};
+    char path[4200];
+    FILE *f;
+    int i, s, k, ok;
+    text_add(&t, "{\n  \"format\": \"ediff-dump 1\",\n  \"version\": \"%s\",\n  \"argv\": [", EDIFF_VERSION);
+    for (i = 0; i < o->argc; i++) {
+        if (i) text_add(&t, ", ");
+        json_string(&t, o->argv[i]);
+    }
+    text_add(&t, "],\n  \"model\": ");
+    json_string(&t, o->model);
+    text_add(&t, ",\n  \"model_name\": ");
+    json_string(&t, m->name);
+    text_add(&t, ",\n  \"model_hash\": \"%08x\",\n  \"prompt\": ", (unsigned)m->crc);
+    json_string(&t, o->prompt);
+    text_add(&t, ",\n  \"negative_prompt\": ");
+    json_string(&t, o->negative);
+    text_add(&t, ",\n  \"seed\": %llu,\n  \"style_image\": ", (unsigned long long)o->seed);
+    json_string(&t, o->style);
+    text_add(&t, ",\n  \"noise\": ");
+    json_string(&t, o->noise);
+    text_add(&t, ",\n  \"paint\": [");
+    for (i = 0; i < o->n_paint; i++) {
+        if (i) text_add(&t, ", ");
+        json_string(&t, o->paint[i]);
+    }
+    text_add(&t, "],\n  \"paint_weight\": ");
+    json_number(&t, o->paint_weight);
+    text_add(&t, ",\n  \"no_t5\": %s,\n  \"no_clip_text\": %s,\n  \"t5_max_tokens\": %d,\n  \"dump_steps\": ",
+             o->no_t5 ? "true" : "false", o->no_clip_text ? "true" : "false", m->L5);
+    json_string(&t, o->dump_steps ? o->dump_steps : "0,last");
+    text_add(&t, ",\n  \"dump_filter\": ");
+    json_string(&t, o->dump_filter);
+    text_add(&t, ",\n  \"stages\": [");
+    for (s = 0; s < m->n_stages; s++) {
+        const StageRun *sr = &r->stage[s];
+        const StageConfig *cfg = &sr->stage->cfg;
+        const SamplerConfig *c = &sr->sampler;
+        struct { const char *key; double value; } num[11];
+        num[0].key = "sigma_min"; num[0].value = c->sigma_min;
+        num[1].key = "sigma_max"; num[1].value = c->sigma_max;
+        num[2].key = "rho"; num[2].value = c->rho;
+        num[3].key = "s_churn"; num[3].value = c->s_churn;
+        num[4].key = "s_tmin"; num[4].value = c->s_tmin;
+        num[5].key = "s_tmax"; num[5].value = c->s_tmax;
+        num[6].key = "s_noise"; num[6].value = c->s_noise;
+        num[7].key = "eta"; num[7].value = c->eta;
+        num[8].key = "cfg_scale"; num[8].value = sr->cfg_scale;
+        num[9].key = "sigma_data"; num[9].value = cfg->sigma_data;
+        num[10].key = "aug_sigma"; num[10].value = cfg->aug_sigma;
+        text_add(&t, "%s\n    {\"name\": ", s ? "," : "");
+        json_string(&t, cfg->name);
+        text_add(&t, ", \"index\": %d, \"resolution\": %d, \"sr\": %s, \"aug_dim\": %d, \"sampler\": \"%s\", \"steps\": %d",
+                 s, cfg->resolution, cfg->sr ? "true" : "false", cfg->aug_dim, sampler_name(c->kind), c->steps);
+        for (i = 0; i < 11; i++) {
+            text_add(&t, ", \"%s\": ", num[i].key);
+            json_number(&t, num[i].value);
+        }
+        text_add(&t, ", \"experts\": [");
+        for (k = 0; k < cfg->experts.n; k++) {
+            text_add(&t, "%s[", k ? ", " : "");
+            json_number(&t, cfg->experts.sigma_lo[k]);
+            text_add(&t, ", ");
+            json_number(&t, cfg->experts.sigma_hi[k]);
+            text_add(&t, "]");
+        }
+        text_add(&t, "]}");
+    }
+    text_add(&t, "\n  ],\n  \"tensors\": [");
+    for (i = 0; i < r->dump.n_names; i++) {
+        text_add(&t, "%s\n    ", i ? "," : "");
+        json_string(&t, r->dump.names[i]);
+    }
+    text_add(&t, "\n  ]\n}\n");
+    snprintf(path, sizeof path, "%s/run.json", o->dump);
+    ok = (f = fopen(path, "wb")) != NULL;
+    if (ok) ok = fwrite(t.p, 1, t.len, f) == t.len;
+    if (f && fclose(f) != 0) ok = 0;
+    free(t.p);
+    return ok ? 0 : fail(err, "%s: cannot write", path);
+}
+
 /* Image j of a batch: j = 0 writes `path` itself, j > 0 inserts "-j" before a ".png" extension
  * (out.png, out-1.png, out-2.png, ...) or appends it. */
 static void output_name(char *buf, size_t n, const char *path, int j)
@@ -1006,23 +1247,18 @@ static int generate(Run *r, int j, const Progress *progress, const char *path, c
     uint64_t seed = r->opt->seed + (uint64_t)j;
     float *prev = NULL, *out = NULL;
     int s, lr = 0, rc = 0;
-    char name[96], *parameters;
+    char *parameters;
     for (s = 0; s < m->n_stages && rc == 0; s++) {
         int R = m->stage[s].cfg.resolution;
         out = xmalloc((size_t)3 * R * R * sizeof(float));
         rc = run_stage(&r->stage[s], s, m->n_stages, seed, s == 0 ? r->init : NULL, prev, lr, progress, j,
-                       r->opt->batch, out, err);
-        if (j == 0 && rc == 0) {
-            int64_t shape[3];
-            shape[0] = 3; shape[1] = R; shape[2] = R;
-            snprintf(name, sizeof name, "%s.out", m->stage[s].cfg.name);
-            r->dump.prefix[0] = 0;
-            dump_tensor(&r->dump, name, out, 3, shape);
-        }
+                       r->opt->batch, j == 0 ? &r->dump : NULL, out, err);
+        if (j == 0 && rc == 0) dump1(&r->dump, DT_F32, out, 3, 3, R, R, "%s/out", m->stage[s].cfg.name);
         free(prev);
         prev = out;
         lr = R;
     }
+    if (rc == 0 && j == 0 && r->dump.dir) rc = write_run_json(r, err);
     if (rc == 0 && r->dump.failed) rc = fail(err, "%s", r->dump.err);
     if (rc == 0) {
         parameters = parameters_text(r, seed);
@@ -1037,7 +1273,8 @@ static int generate(Run *r, int j, const Progress *progress, const char *path, c
 
 enum { F_PROMPT, F_NEGATIVE, F_FROM_PNG, F_OUTPUT, F_BATCH, F_SEED, F_MODEL, F_STEPS, F_SAMPLER, F_CFG, F_SIGMA_MIN,
        F_SIGMA_MAX, F_RHO, F_S_CHURN, F_S_NOISE, F_ETA, F_STAGE, F_NO_SR, F_NOISE, F_STYLE, F_NO_T5,
-       F_NO_CLIP_TEXT, F_PAINT, F_PAINT_WEIGHT, F_THREADS, F_DUMP, F_VERBOSE, F_HELP, F_VERSION };
+       F_NO_CLIP_TEXT, F_PAINT, F_PAINT_WEIGHT, F_THREADS, F_DUMP, F_DUMP_STEPS, F_DUMP_FILTER, F_VERBOSE, F_HELP,
+       F_VERSION };
 
 /* Every flag, in --help order; id < 0 is a heading. --help is printed from this table. */
 typedef struct {
@@ -1083,7 +1320,12 @@ static const Flag flags[] = {
      "(default 0.4)"},
     {-1, NULL, NULL, NULL, "Run:"},
     {F_THREADS, "-t", "--threads", "N", "threads, 1..1024 (default: all cores); the image does not depend on it"},
-    {F_DUMP, NULL, "--dump", "DIR", "write the first image's intermediate tensors to DIR/*.npy (created if needed)"},
+    {F_DUMP, NULL, "--dump", "DIR", "write the first image's intermediate tensors to DIR as .npy files named after "
+     "their modules, and DIR/run.json (settings, tensor list): cross-check with weights/crosscheck.py"},
+    {F_DUMP_STEPS, NULL, "--dump-steps", "LIST", "sampler steps whose denoiser calls --dump writes in full (UNet "
+     "modules, expert, sigma, scalings, CFG branches): N, A-B, last, all, none, comma-separated (default 0,last)"},
+    {F_DUMP_FILTER, NULL, "--dump-filter", "PATTERNS", "write only the tensors whose name matches one of the "
+     "comma-separated patterns (* and ? wildcards over the whole name, else a substring)"},
     {F_VERBOSE, "-v", "--verbose", NULL, "print the settings, and progress even when stderr is not a terminal"},
     {F_HELP, "-h", "--help", NULL, "print this help"},
     {F_VERSION, NULL, "--version", NULL, "print the version"},
@@ -1256,6 +1498,11 @@ static int set_flag(Options *o, int id, const char *flag, const char *v)
         if (!*v) return usage_error("%s: empty directory name", flag);
         o->dump = v;
         break;
+    case F_DUMP_STEPS: o->dump_steps = v; break;
+    case F_DUMP_FILTER:
+        if (!*v) return usage_error("%s: empty pattern", flag);
+        o->dump_filter = v;
+        break;
     case F_VERBOSE: o->verbose = 1; break;
     case F_HELP: print_help(stdout); return -1;
     case F_VERSION: printf("ediff %s\n", EDIFF_VERSION); return -1;
@@ -1335,6 +1582,8 @@ static int parse_options(Options *o, int argc, char **argv)
     int i, k, rc, pass, flags_done;
     const char *png_prompt = NULL;
     memset(o, 0, sizeof *o);
+    o->argc = argc;
+    o->argv = argv;
     o->model = DEFAULT_MODEL;
     o->output = DEFAULT_OUTPUT;
     o->seed = DEFAULT_SEED;
@@ -1379,6 +1628,13 @@ static int parse_options(Options *o, int argc, char **argv)
     }
     if (!o->prompt) o->prompt = png_prompt;
     if (!o->prompt) return usage_error("no prompt: give it as the first argument or with -p (\"\" for none)");
+    if ((o->dump_steps || o->dump_filter) && !o->dump)
+        return usage_error("%s needs --dump DIR", o->dump_steps ? "--dump-steps" : "--dump-filter");
+    if (o->dump_steps) {
+        Dumper check;
+        char err[EDIFF_ERR];
+        if (dump_init(&check, NULL, NULL, o->dump_steps, err)) return usage_error("%s", err);
+    }
     if (o->n_paint && o->no_t5 && o->no_clip_text)
         return usage_error("--paint needs a text conditioning, but --no-t5 and --no-clip-text drop both");
     return 0;
@@ -1479,7 +1735,7 @@ static int generate_all(const Options *o)
     }
     r.model = &m;
     r.opt = o;
-    r.dump.dir = o->dump;
+    dump_init(&r.dump, o->dump, o->dump_filter, o->dump_steps, err);     /* the steps were checked */
     for (s = 0; s < m.n_stages; s++) {
         r.stage[s].stage = &m.stage[s];
         if (stage_settings(&r.stage[s], o, err)) {

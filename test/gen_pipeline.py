@@ -396,9 +396,9 @@ def run_case(name, prompt, negative=None, seed=0, style=None, paint=(), paint_we
     image_embed = encode_style(os.path.join(ROOT, style)) if style else None
     for key, value in enc.items():
         if value is not None:
-            out[f"prompt.{key}"] = value
+            out[f"prompt/{key}"] = value[None]
     if image_embed is not None:
-        out["style.clip_image_embed"] = image_embed
+        out["style/clip_image_embed"] = image_embed[None]
     columns = [phrase_columns(prompt, words, use_t5, use_clip) for words, _ in paint]
     if paint:                                          # the context rows painted, for the C test's report
         REF_META[f"{name}.paint_columns"] = ",".join(str(j) for j in np.nonzero(sum(columns))[0])
@@ -425,20 +425,22 @@ def run_case(name, prompt, negative=None, seed=0, style=None, paint=(), paint_we
         grids = {(R // 2, R // 2)}                     # both toy UNets cross-attend at half resolution
         maps = paint_maps(paint, columns, sorted(grids)) if paint else {}
         for (h, w), A in maps.items():
-            out[f"{stage_name}.paint.{h}x{w}"] = A
+            out[f"{stage_name}/paint.{h}x{w}"] = A
         branches = []
         ctx, cls = condition(enc, image_embed)
         proc = PaintWithWordsProcessor({h * w: A for (h, w), A in maps.items()})
         branches.append(dict(context=ctx, **{"class": cls}, painted=bool(paint), paint_weight=paint_weight, proc=proc,
                              scale=scale))
         for k in range(len(stage.experts)):
-            out[f"{stage_name}.{k}.context"], out[f"{stage_name}.{k}.class_labels"] = ctx[k], cls[k]
+            out[f"{stage_name}/cond/{stage_name}.{k}.cond.context"] = ctx[k][None]
+            out[f"{stage_name}/cond/{stage_name}.{k}.cond.class_labels"] = cls[k][None]
         if scale != 1.0:                               # docs/sampling.md §5: negative text or none; image kept in SR
             uctx, ucls = condition(neg, image_embed if stage.sr else None)
             branches.append(dict(context=uctx, **{"class": ucls}, painted=False, paint_weight=0.0, proc=proc,
                                  scale=scale))
             for k in range(len(stage.experts)):
-                out[f"{stage_name}.{k}.uncond.context"], out[f"{stage_name}.{k}.uncond.class_labels"] = uctx[k], ucls[k]
+                out[f"{stage_name}/uncond/{stage_name}.{k}.cond.context"] = uctx[k][None]
+                out[f"{stage_name}/uncond/{stage_name}.{k}.cond.class_labels"] = ucls[k][None]
         for unet, _ in stage.experts:
             unet.set_attn_processor(proc)
 
@@ -457,7 +459,7 @@ def run_case(name, prompt, negative=None, seed=0, style=None, paint=(), paint_we
         else:
             raise ValueError(sampler)
         y_lr = x[0].clamp(-1, 1)
-        out[f"{stage_name}.out"] = y_lr
+        out[f"{stage_name}/out"] = y_lr[None]
     for key, value in out.items():
         REF_TENSORS[f"{name}.{key}"] = value.detach().numpy().astype(np.float32)
     CASES.append(name)

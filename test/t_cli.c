@@ -20,7 +20,7 @@
 #include <string.h>
 
 #define MODEL "--model test/ref/pipeline.bin "
-#define OUT   4096
+#define OUT   8192
 
 /* Runs `ediff ARGS`; returns the exit status, the output (stdout + stderr) in out. */
 static int ediff(const TestRun *T, char *out, const char *fmt, ...)
@@ -75,7 +75,7 @@ static void test_help(TestRun *T)
         "-p, --prompt", "-n, --negative-prompt", "-s, --seed", "--steps", "--cfg-scale", "--sampler", "heun", "euler,",
         "euler_a", "ddpm", "dpmpp2m", "-o, --output", "--model", "-t, --threads", "--batch-count", "--dump", "-v, --verbose",
         "-h, --help", "--version", "--paint WORDS=MASK.png", "--paint-weight", "--style-image", "--no-t5", "--no-clip-text",
-        "--stage", "--no-sr", "--noise", "--from-png", "--sigma-min", "--sigma-max", "--rho", "--s-churn", "--s-noise", "--eta",
+        "--dump-steps", "--dump-filter", "default 0,last", "--stage", "--no-sr", "--noise", "--from-png", "--sigma-min", "--sigma-max", "--rho", "--s-churn", "--s-noise", "--eta",
         "default output.png", "default weights/ediff-tiny.bin", "default 42", "default 0.4", "default 1)",
         "FILE-j.png", "SEED+1", "Exit status", "ediff info FILE"};
     char out[OUT], missing[512] = "";
@@ -164,6 +164,15 @@ static const BadCase bad_cases[] = {
      "ediff: test/out/no-such-dir/out.png: cannot write to directory 'test/out/no-such-dir'"},
     {"x --model test/ref/pipeline.bin -o test/out", 1, "ediff: test/out: is a directory"},
     {"x " MODEL "--dump test/ref/pipeline.bin/d", 1, "ediff: --dump test/ref/pipeline.bin/d: cannot create the directory"},
+    {"x --dump-steps 0", 2, "ediff: --dump-steps needs --dump DIR"},
+    {"x --dump-filter unet", 2, "ediff: --dump-filter needs --dump DIR"},
+    {"x --dump d --dump-filter ''", 2, "ediff: --dump-filter: empty pattern"},
+    {"x --dump d --dump-steps ''", 2, "ediff: --dump-steps: '' is not a step"},
+    {"x --dump d --dump-steps 1,x", 2, "ediff: --dump-steps: 'x' is not a step (N, A-B, A-last, last, all or none)"},
+    {"x --dump d --dump-steps 3-", 2, "ediff: --dump-steps: '3-' is not a step"},
+    {"x --dump d --dump-steps last-3", 2, "ediff: --dump-steps: 'last-3' is not a step"},
+    {"x --dump d --dump-steps -1", 2, "ediff: --dump-steps: '-1' is not a step"},
+    {"x --dump d --dump-steps 10000", 2, "ediff: --dump-steps: '10000' is not a step"},
     {MODEL "--from-png test/ref/pipeline_style.png", 1, "ediff: --from-png test/ref/pipeline_style.png: no ediff parameters text"},
     {MODEL "--from-png test/out/no-such.png", 1, "ediff: test/out/no-such.png: cannot open"},
     {MODEL "--from-png test/out/cli_a1111.png", 2, "ediff: --from-png: unknown sampler 'Euler a'"},
@@ -217,7 +226,7 @@ static void check_dump(TestRun *T, const char *dir, const Tensor *ref, const cha
     int rank, d, same_shape;
     int64_t shape[MAX_RANK];
     char path[512], test[160], err[EDIFF_ERR];
-    double tol = strstr(name, ".out") ? 1e-4 : strstr(name, ".paint.") ? 1e-6 : 1e-5;
+    double tol = strstr(name, "/out") ? 1e-4 : strstr(name, "/paint.") ? 1e-6 : 1e-5;
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
     snprintf(test, sizeof test, "cli.pipeline.%s", ref->name);
     if (npy_read(path, &got, &rank, shape, (int64_t)1 << 24, err)) {
@@ -272,13 +281,13 @@ static void check_png(TestRun *T, const char *png, const char *dir, const char *
     int64_t shape[MAX_RANK], i, diff = 0;
     char path[512], err[EDIFF_ERR];
     uint8_t *rgb;
-    snprintf(path, sizeof path, "%s/%s.out.npy", dir, last);
+    snprintf(path, sizeof path, "%s/%s/out.npy", dir, last);
     if (png_read(png, &img, err) || npy_read(path, &x, &rank, shape, 1 << 24, err)) {
         report(T, 0, png, "%s", err);
         free(x);
         return;
     }
-    if (img.w == R && img.h == R && rank == 3 && shape[1] == R) {
+    if (img.w == R && img.h == R && rank == 4 && shape[2] == R) {
         rgb = xmalloc((size_t)3 * R * R);
         image_to_rgb8(rgb, x, R, R);
         for (i = 0; i < (int64_t)R * R * 3; i++) diff += rgb[i] != img.rgba[(i / 3) * 4 + i % 3];
@@ -320,11 +329,11 @@ static void test_pipeline(TestRun *T)
             if (strncmp(t, name, strlen(name)) != 0 || t[strlen(name)] != '.') continue;
             check_dump(T, dir, &ref.tensors[i], t + strlen(name) + 1);
             snprintf(key, sizeof key, "%s.paint_columns", name);
-            if (strstr(t, ".paint.") && blob_meta(&ref, key))
+            if (strstr(t, "/paint.") && blob_meta(&ref, key))
                 check_paint_columns(T, dir, t + strlen(name) + 1, blob_meta(&ref, key));
-            if (strstr(t, ".out") && strlen(t) - strlen(name) - 5 < sizeof last) {     /* the last stage */
+            if (strstr(t, "/out") && strlen(t) - strlen(name) - 5 < sizeof last) {     /* the last stage */
                 snprintf(last, sizeof last, "%.*s", (int)(strlen(t) - strlen(name) - 5), t + strlen(name) + 1);
-                R = (int)ref.tensors[i].shape[1];
+                R = (int)ref.tensors[i].shape[2];
             }
         }
         check_png(T, png, dir, last, R, prompt ? prompt : "?");
