@@ -571,12 +571,16 @@ static void expert_forward(void *ctx, int k, const float *input, float c_noise, 
 
 /* ---- --dump of a stage: wrappers around its denoisers and the sampler's SampleHook (NAME: docs/crosscheck.md) */
 
-/* A [1, 3, R, R] image of the stage (sampler state and denoised images are double, as sampler.c keeps them). */
-static void dump_image(const StageDump *sd, int dtype, const void *x, const char *fmt, const char *a, const char *b)
+/* A [1, 3, R, R] image of the stage, NAME a printf format (the sampler's state and the denoised images
+ * are double, as sampler.c keeps them). */
+static void dump_image(const StageDump *sd, int dtype, const void *x, const char *fmt, ...)
 {
     char name[256];
     int R = sd->cfg->resolution;
-    snprintf(name, sizeof name, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
     dump1(sd->dump, dtype, x, 3, 3, R, R, "%s", name);
 }
 
@@ -590,7 +594,7 @@ static void stage_dump_denoise(void *ctx, const double *x, double sigma, double 
     if (sd->active) {
         EdmScalings e = edm_scalings(sigma, sd->cfg->sigma_data);
         int32_t expert = expert_for_sigma(&sd->cfg->experts, sigma);
-        dump_image(sd, DT_F64, x, "%s/%s", sd->scope, "x");
+        dump_image(sd, DT_F64, x, "%s/x", sd->scope);
         dump1(sd->dump, DT_F64, &sigma, 0, 0, 0, 0, "%s/sigma", sd->scope);
         dump1(sd->dump, DT_I32, &expert, 0, 0, 0, 0, "%s/expert", sd->scope);
         dump1(sd->dump, DT_F64, &e.c_skip, 0, 0, 0, 0, "%s/c_skip", sd->scope);
@@ -599,7 +603,7 @@ static void stage_dump_denoise(void *ctx, const double *x, double sigma, double 
         dump1(sd->dump, DT_F64, &e.c_noise, 0, 0, 0, 0, "%s/c_noise", sd->scope);
     }
     sd->guided.fn(sd->guided.ctx, x, sigma, denoised);
-    if (sd->active) dump_image(sd, DT_F64, denoised, "%s/%s", sd->scope, "denoised");
+    if (sd->active) dump_image(sd, DT_F64, denoised, "%s/denoised", sd->scope);
     sd->active = 0;
     sd->call++;
 }
@@ -626,10 +630,8 @@ static Denoiser branch_tap(Branch *b, StageDump *sd, Denoiser edm)
 static void stage_dump_step(void *ctx, int i, const double *x, size_t n)
 {
     StageDump *sd = ctx;
-    char step[16];
     (void)n;
-    snprintf(step, sizeof step, "step%02d", i);
-    dump_image(sd, DT_F64, x, "%s/%s/sample", sd->cfg->name, step);
+    dump_image(sd, DT_F64, x, "%s/step%02d/sample", sd->cfg->name, i);
     sd->step = i + 1;
     sd->call = 0;
 }
@@ -638,11 +640,9 @@ static void stage_dump_step(void *ctx, int i, const double *x, size_t n)
 static void stage_dump_noise(void *ctx, int draw, const double *eps, size_t n)
 {
     StageDump *sd = ctx;
-    char step[16];
     (void)n;
-    snprintf(step, sizeof step, "step%02d", sd->step);
-    if (draw == 0) dump_image(sd, DT_F64, eps, "%s/noise%s", sd->cfg->name, "");
-    else if (sd->stochastic) dump_image(sd, DT_F64, eps, "%s/%s/noise", sd->cfg->name, step);
+    if (draw == 0) dump_image(sd, DT_F64, eps, "%s/noise", sd->cfg->name);
+    else if (sd->stochastic) dump_image(sd, DT_F64, eps, "%s/step%02d/noise", sd->cfg->name, sd->step);
 }
 
 /* SR's augmentation noise n_aug of z_lr = up(y_lr) + sigma_aug n_aug, dumped as it is drawn. */
@@ -655,7 +655,7 @@ static void aug_noise_draw(void *ctx, double *out, size_t n)
 {
     AugNoiseTap *t = ctx;
     t->inner.draw(t->inner.ctx, out, n);
-    dump_image(t->sd, DT_F64, out, "%s/aug_noise%s", t->sd->cfg->name, "");
+    dump_image(t->sd, DT_F64, out, "%s/aug_noise", t->sd->cfg->name);
 }
 
 /* What the pipeline reports after each denoiser call (the CLI draws it; see show_progress). */
@@ -750,7 +750,7 @@ static int run_stage(StageRun *r, int s, int n_stages, uint64_t seed, const floa
         }
         z_lr = xmalloc((size_t)3 * R * R * sizeof(float));
         lowres_condition(z_lr, y_lr, 3, lr, lr, R, R, cfg->aug_sigma, &noise);
-        if (dumped) dump_image(&sd, DT_F32, z_lr, "%s/z_lr%s", cfg->name, "");
+        if (dumped) dump_image(&sd, DT_F32, z_lr, "%s/z_lr", cfg->name);
     }
     net_cond.forward = net_uncond.forward = expert_forward;
     net_cond.ctx = &r->cond;
@@ -887,6 +887,22 @@ static size_t run_arena_bytes(const Model *m)
     return need;
 }
 
+/* A branch's conditioning per expert k, the outputs (context, class vector) of module S.k.cond:
+ * S/BRANCH/S.k.cond.context [1, n_ctx, D], S/BRANCH/S.k.cond.class_labels [1, C]. */
+static void dump_branch(Dumper *d, const Branch *b)
+{
+    const StageConfig *cfg;
+    int k;
+    if (!d->dir || !b->context) return;
+    cfg = &b->stage->cfg;
+    for (k = 0; k < cfg->experts.n; k++) {
+        dump1(d, DT_F32, b->context[k], 2, b->n_ctx, b->stage->cond[k].dim, 0, "%s/%s/%s.%d.cond.context", cfg->name,
+              b->name, cfg->name, k);
+        dump1(d, DT_F32, b->class_vec[k], 1, b->stage->unet[k].config.class_embed_dim, 0, 0,
+              "%s/%s/%s.%d.cond.class_labels", cfg->name, b->name, cfg->name, k);
+    }
+}
+
 /* Conditioning of each stage (docs/sampling.md §5): the conditional branch sees every encoding the run
  * has (and the paint maps); the unconditional one the negative prompt's text or none, and the style
  * embedding only in super-resolution stages. SR stages append aug_features to the class vector. */
@@ -896,9 +912,8 @@ static void prepare_stage(Run *r, int s)
     StageRun *sr = &r->stage[s];
     const StageConfig *cfg = &sr->stage->cfg;
     Conditioning cond, neg, uncond;
-    const Branch *b;
     char name[128];
-    int k, i;
+    int i;
     cond.t5_tokens = r->prompt.t5_tokens;
     cond.clip_tokens = r->prompt.clip_tokens;
     cond.clip_text_embed = r->prompt.clip_text_embed;
@@ -919,14 +934,8 @@ static void prepare_stage(Run *r, int s)
         sr->cond.paint = &sr->paint;
         sr->cond.paint_weight = r->opt->paint_weight;
     }
-    for (b = &sr->cond; r->dump.dir && b && b->context; b = b == &sr->cond ? &sr->uncond : NULL)
-        for (k = 0; k < cfg->experts.n; k++) {       /* the outputs (context, class vector) of module S.k.cond */
-            int D = sr->stage->cond[k].dim, C = sr->stage->unet[k].config.class_embed_dim;
-            dump1(&r->dump, DT_F32, b->context[k], 2, b->n_ctx, D, 0, "%s/%s/%s.%d.cond.context", cfg->name, b->name,
-                  cfg->name, k);
-            dump1(&r->dump, DT_F32, b->class_vec[k], 1, C, 0, 0, "%s/%s/%s.%d.cond.class_labels", cfg->name, b->name,
-                  cfg->name, k);
-        }
+    dump_branch(&r->dump, &sr->cond);
+    dump_branch(&r->dump, &sr->uncond);
     for (i = 0; r->dump.dir && i < sr->paint.n_maps; i++) {
         int64_t shape[2];
         shape[0] = (int64_t)sr->paint.maps[i].h * sr->paint.maps[i].w;
