@@ -100,6 +100,7 @@ unsigned char *read_file(const char *path, size_t *n)
     }
     buf = xmalloc((size_t)len + 1);
     *n = fread(buf, 1, (size_t)len, f);
+    buf[*n] = 0;                                   /* text files can be read as strings */
     fclose(f);
     if (*n != (size_t)len) {
         free(buf);

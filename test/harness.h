@@ -29,7 +29,7 @@ int  open_ref(TestRun *T, Blob *b, const char *file);
 /* A reference tensor as a malloc'd float32 array (any dtype); NULL (and a failed test) if absent. */
 float *ref_f32(TestRun *T, const Blob *b, const char *name, size_t *n);
 const Tensor *ref_tensor(TestRun *T, const Blob *b, const char *name);
-/* The whole file, malloc'd (one spare byte); NULL if it cannot be read. */
+/* The whole file, malloc'd, with a 0 byte after it; NULL if it cannot be read. */
 unsigned char *read_file(const char *path, size_t *n);
 /* Run a shell command; returns its exit status (0..255) and its first `cap`-1 bytes of stdout+stderr. */
 int  run_cmd(const char *cmd, char *out, size_t cap);

@@ -3,8 +3,9 @@
     .venv/bin/python test/test_crosscheck.py [--model BLOB] [--float32] [--keep DIR]
 
 Run from the repository root after `make`. On a model blob (default: the random-weights toy pipeline
-test/ref/pipeline.bin, f16, whose CFG, negative prompt and style image exercise every branch):
-  npy        ./ediff --dump with a negative prompt and a style image: every file run.json lists opens in
+test/ref/pipeline.bin, f16; CFG in both stages, a negative prompt, a style image and paint-with-words
+exercise every branch):
+  npy        ./ediff --dump with a negative prompt, a style image and a painted word: every file run.json lists opens in
              numpy with the dtype and shape its name calls for (token ids int32 [1, T], per-call scalars
              float64 [1], the sampler's images float64 [1, 3, R, R], module outputs float32 with the batch
              dimension first, ...), and every .npy in the folder is listed
@@ -47,7 +48,7 @@ def check(ok, name, detail):
 
 def ediff(model, dump, *args):
     cmd = [os.path.join(ROOT, "ediff"), PROMPT, "-n", "blurry", "--style-image", "test/ref/pipeline_style.png",
-           "--model", model, "--dump", dump, "-o", dump + ".png", "-t", "1", *args]
+           "--paint", "circle=test/ref/pipeline_mask_left.png", "--model", model, "--dump", dump, "-o", dump + ".png", "-t", "1", *args]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_WAIT_POLICY="passive"))
     if r.returncode:
         raise SystemExit(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr}")

@@ -17,7 +17,7 @@ max-abs > tol * max(1, max |torch|) (absolute for small tensors, relative for la
 the expert index must match exactly. The first failing tensor in ediff's execution order is marked
 "FIRST DIVERGENT": the first module whose output differs, usually the one to look at. Inputs read from the
 dump (noise) are listed as "input". Exit status: 0 all within tolerance, 1 a tensor fails (or could not be
-compared), 2 bad usage or a run this script does not reproduce (paint-with-words).
+compared), 2 bad usage or a dump it cannot rerun (a noise or paint map left out by --dump-filter).
 
 Paths in run.json (style image) are relative to where ediff ran: run this from the same directory.
 """
@@ -254,6 +254,30 @@ def scope(rec, name):
 # The run, in PyTorch
 
 
+class PaintWithWords:
+    """eDiff-I §4.3 as a diffusers attention processor (no PyTorch library implements it): AttnProcessor's
+    attention, except that a cross-attention call computes softmax((Q Kᵀ + W) · scale) V with
+    W = weight · max(Q Kᵀ) · A, the max over every head, query and key of the call, A the paint map of the
+    call's grid (found by its number of pixels). The maps are read from the dump (S/paint.HxW: ediff's are
+    checked against the real tokenizers and Pillow by the CLI suite); the driver sets `weight` per call:
+    w' ln(1 + sigma) in the conditional branch, 0 in the unconditional one."""
+
+    def __init__(self, maps):
+        self.maps, self.weight = maps, 0.0
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        cross = encoder_hidden_states is not None
+        context = encoder_hidden_states if cross else hidden_states
+        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        k = attn.head_to_batch_dim(attn.to_k(context))
+        v = attn.head_to_batch_dim(attn.to_v(context))
+        scores = q @ k.transpose(-1, -2)
+        if cross and self.weight:
+            scores = scores + self.weight * scores.max() * self.maps[q.shape[1]].to(scores.dtype)[None]
+        out = attn.batch_to_head_dim(torch.softmax(scores * attn.scale, dim=-1) @ v)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
 def encode_text(encoders, rec, run, text, dtype, d_t5, d_clip, embed):
     """T5 tokens [1, L5, d] (encoder on the unpadded ids, zero rows after), CLIP tokens, pooled embedding;
     ids and every encoder module compared (scope set by the caller)."""
@@ -288,12 +312,18 @@ def karras_or_ddpm(st, K, dtype):
     return K.get_sigmas_karras(st["steps"], float(st["sigma_min"]), float(st["sigma_max"]), float(st["rho"])).to(dtype)
 
 
-def run_stage(stage, st, rec, conds, guided_scale, y_lr, dtype, K):
+def run_stage(stage, st, rec, conds, guided_scale, y_lr, dtype, K, paint_weight):
     """One stage: x = sigma_0 n (n read from the dump), the guided expert ensemble sampled by k-diffusion;
     returns the clamped output. Names follow ediff's StageDump (STAGE/stepNN/callM/...)."""
     name, R = st["name"], st["resolution"]
     sigmas = karras_or_ddpm(st, K, dtype)
+    painter = None
     with scope(rec, name):
+        maps = [n.split("/", 1)[1] for n in rec.wanted if n.startswith(name + "/paint.")]
+        if maps:
+            painter = PaintWithWords({int(np.prod([int(v) for v in m[6:].split("x")])): rec.input(m) for m in maps})
+            for expert in stage.experts:
+                expert.unet.set_attn_processor(painter)
         rec.record("sigmas", sigmas)
         n = rec.input("noise").to(dtype)
         z_lr = None
@@ -325,6 +355,8 @@ def run_stage(stage, st, rec, conds, guided_scale, y_lr, dtype, K):
                 rec.record(key, v)
         out = {}
         for branch, cond in conds.items():
+            if painter:
+                painter.weight = paint_weight * math.log1p(s) if branch == "cond" else 0.0
             with scope(rec, f"{call}/{branch}"):
                 out[branch] = expert(x, sigma.to(dtype), cond, z_lr)
                 rec.record("denoised", out[branch])
@@ -372,9 +404,9 @@ def crosscheck(blob, dumpdir, tol=1e-4, double=False):
     """Rerun the dump's invocation in PyTorch; returns (run, rows in ediff's order)."""
     with open(os.path.join(dumpdir, "run.json")) as f:
         run = json.load(f)
-    if run.get("paint"):
-        raise SystemExit("crosscheck: runs with --paint are not reproduced here (paint-with-words has no "
-                         "PyTorch library implementation; test/gen_pipeline.py checks it): dump without --paint")
+    if run.get("paint") and not any("/paint." in n for n in run["tensors"]):
+        raise SystemExit("crosscheck: a --paint run needs its paint maps (STAGE/paint.HxW) in the dump: "
+                         "dump again without a --dump-filter that leaves them out")
     dtype = torch.float64 if double else torch.float32
     torch.set_grad_enabled(False)
     K = ediffi.load_k_diffusion_sampling()
@@ -426,7 +458,7 @@ def crosscheck(blob, dumpdir, tol=1e-4, double=False):
                     expert.cond(**cond)
         branch_conds.append(conds)
     for st, conds in zip(run["stages"], branch_conds):
-        y = run_stage(stages[st["name"]], st, rec, conds, float(st["cfg_scale"]), y, dtype, K)
+        y = run_stage(stages[st["name"]], st, rec, conds, float(st["cfg_scale"]), y, dtype, K, float(run["paint_weight"]))
 
     rows = []
     for name in run["tensors"]:
