@@ -48,7 +48,8 @@ def check(ok, name, detail):
 
 def ediff(model, dump, *args):
     cmd = [os.path.join(ROOT, "ediff"), PROMPT, "-n", "blurry", "--style-image", "test/ref/pipeline_style.png",
-           "--paint", "circle=test/ref/pipeline_mask_left.png", "--model", model, "--dump", dump, "-o", dump + ".png", "-t", "1", *args]
+           "--paint", "circle=test/ref/pipeline_mask_left.png", "--model", model, "--dump", dump, "-o", dump + ".png",
+           "-t", "1", *args]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_WAIT_POLICY="passive"))
     if r.returncode:
         raise SystemExit(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr}")
@@ -120,13 +121,16 @@ def test_npy(run, dump, meta):
         batch_first = name.endswith("/sigmas") or "/paint." in name or (a.ndim >= 1 and a.shape[0] == 1)
         fits = shape is None or (len(shape) == a.ndim and all(w is None or w == g for w, g in zip(shape, a.shape)))
         if a.dtype != dtype or not fits or not batch_first:
-            bad.append(f"{name}: {a.dtype} {list(a.shape)} (want {np.dtype(dtype)} {list(shape) if shape else '[1, ...]'})")
-    files = {os.path.relpath(os.path.join(d, f), dump)[:-4] for d, _, fs in os.walk(dump) for f in fs if f.endswith(".npy")}
+            want = list(shape) if shape else "[1, ...]"
+            bad.append(f"{name}: {a.dtype} {list(a.shape)} (want {np.dtype(dtype)} {want})")
+    files = {os.path.relpath(os.path.join(d, f), dump)[:-4]
+             for d, _, fs in os.walk(dump) for f in fs if f.endswith(".npy")}
     unlisted = files - set(run["tensors"])
     for b in bad[:10]:
         print("      " + b)
     return check(not bad and not unlisted and len(files) == len(run["tensors"]), "npy",
-                 f"{len(run['tensors'])} files open in numpy ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), "
+                 f"{len(run['tensors'])} files open in numpy "
+                 f"({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}), "
                  f"{len(bad)} with a wrong dtype/shape, {len(unlisted)} not in run.json")
 
 

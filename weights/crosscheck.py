@@ -88,7 +88,8 @@ def unet_kwargs(meta, prefix):
 
 def load_state(module, tensors, prefix, ignore=()):
     """Load PREFIX* tensors into module (float32); every parameter must be there."""
-    state = {k[len(prefix):]: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix):]: torch.from_numpy(v.astype(np.float32))
+             for k, v in tensors.items() if k.startswith(prefix)}
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [m for m in missing if not any(m.startswith(i) for i in ignore)]
     if missing or unexpected:
@@ -287,7 +288,8 @@ def encode_text(encoders, rec, run, text, dtype, d_t5, d_clip, embed):
         ids = torch.tensor([encoders.t5_tokenizer(text)])
         rec.record("t5.input_ids", ids, exact=True)
         t5_tokens[:, :ids.shape[1]] = encoders.encode_t5(ids, torch.ones_like(ids))
-    clip_tokens, clip_text_embed = torch.zeros(1, ediffi.CLIP_CONTEXT, d_clip, dtype=dtype), torch.zeros(1, embed, dtype=dtype)
+    clip_tokens = torch.zeros(1, ediffi.CLIP_CONTEXT, d_clip, dtype=dtype)
+    clip_text_embed = torch.zeros(1, embed, dtype=dtype)
     if not run["no_clip_text"]:
         ids = torch.tensor([encoders.clip_tokenizer(text)])
         rec.record("clip.input_ids", ids, exact=True)
@@ -458,7 +460,8 @@ def crosscheck(blob, dumpdir, tol=1e-4, double=False):
                     expert.cond(**cond)
         branch_conds.append(conds)
     for st, conds in zip(run["stages"], branch_conds):
-        y = run_stage(stages[st["name"]], st, rec, conds, float(st["cfg_scale"]), y, dtype, K, float(run["paint_weight"]))
+        y = run_stage(stages[st["name"]], st, rec, conds, float(st["cfg_scale"]), y, dtype, K,
+                      float(run["paint_weight"]))
 
     rows = []
     for name in run["tensors"]:
@@ -522,7 +525,8 @@ def main():
         print(f"note: ediff ran a blob with hash {run['model_hash']}, {args.blob} has {crc}: the weights may differ")
     print_table(rows, args.tol, args.failures)
     if args.json:
-        plain = lambda v: "inf" if isinstance(v, float) and math.isinf(v) else list(v) if isinstance(v, tuple) else v  # noqa: E731
+        def plain(v):
+            return "inf" if isinstance(v, float) and math.isinf(v) else list(v) if isinstance(v, tuple) else v
         with open(args.json, "w") as f:
             json.dump([{k: plain(v) for k, v in r.items()} for r in rows], f, indent=1)
     sys.exit(0 if all(r["ok"] for r in rows) else 1)
