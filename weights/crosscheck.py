@@ -56,6 +56,12 @@ CLIP_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layer
 # The blob as PyTorch modules
 
 
+def stop(message):
+    """One line on stderr and exit status 2: the blob or the dump cannot be used."""
+    print(f"crosscheck: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def parse_value(text):
     """Blob metadata text -> Python value (docs/blob.md: true/false, none, inf, numbers, strings)."""
     if text in ("true", "false"):
@@ -93,7 +99,7 @@ def load_state(module, tensors, prefix, ignore=()):
     missing, unexpected = module.load_state_dict(state, strict=False)
     missing = [m for m in missing if not any(m.startswith(i) for i in ignore)]
     if missing or unexpected:
-        raise SystemExit(f"crosscheck: {prefix}*: the blob does not fit the module (missing {missing[:3]}, "
+        stop(f"{prefix}*: the blob does not fit the module (missing {missing[:3]}, "
                          f"unexpected {unexpected[:3]})")
 
 
@@ -107,7 +113,10 @@ class BlobExpert(ediffi.Expert):
 
 def load_pipeline(path, run):
     """(Encoders, {stage name: ediffi.Stage}, meta) of the blob, for the stages run.json names."""
-    meta, tensors = read_blob(path)
+    try:
+        meta, tensors = read_blob(path)
+    except (OSError, ValueError) as e:
+        stop(f"{path}: {e}")
     num = lambda key, default=None: parse_value(meta[key]) if key in meta else default  # noqa: E731
     t5_cfg = {k: num("t5." + k) for k in T5_KEYS if "t5." + k in meta}
     t5 = T5EncoderModel(T5Config(**t5_cfg, dropout_rate=0.0, is_encoder_decoder=False, use_cache=False,
@@ -208,7 +217,7 @@ class Recorder:
         """A tensor the PyTorch run takes from the dump (noise): listed, not compared."""
         full = f"{self.scope}/{name}" if self.scope else name
         if full not in self.wanted:
-            raise SystemExit(f"crosscheck: the dump has no {full}.npy, which the PyTorch run needs "
+            stop(f"the dump has no {full}.npy, which the PyTorch run needs "
                              "(was it left out by --dump-filter?)")
         self.rows[full] = dict(shape=None, abs=None, rel=None, ok=True, status="input")
         return torch.from_numpy(self.load(full))
@@ -407,7 +416,7 @@ def crosscheck(blob, dumpdir, tol=1e-4, double=False):
     with open(os.path.join(dumpdir, "run.json")) as f:
         run = json.load(f)
     if run.get("paint") and not any("/paint." in n for n in run["tensors"]):
-        raise SystemExit("crosscheck: a --paint run needs its paint maps (STAGE/paint.HxW) in the dump: "
+        stop("a --paint run needs its paint maps (STAGE/paint.HxW) in the dump: "
                          "dump again without a --dump-filter that leaves them out")
     dtype = torch.float64 if double else torch.float32
     torch.set_grad_enabled(False)
