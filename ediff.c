@@ -811,7 +811,8 @@ static int run_stage(StageRun *r, int s, int n_stages, uint64_t seed, const floa
 typedef struct {
     const Model   *model;
     const Options *opt;
-    Arena          arena;
+    Arena          arena[2];                   /* [0] encoders and conditional branches, [1] unconditional
+                                                  branches: the two branches of CFG run side by side */
     TextEncoding   prompt, negative;
     float         *style;                      /* clip_image_embed [E], or NULL */
     Paint          paint[PAINT_MAX];
@@ -839,7 +840,8 @@ static void run_free(Run *r)
     text_encoding_free(&r->negative);
     free(r->style);
     free(r->init);
-    arena_free(&r->arena);
+    arena_free(&r->arena[0]);
+    arena_free(&r->arena[1]);
     dump_free(&r->dump);
 }
 
@@ -871,7 +873,7 @@ static int stage_settings(StageRun *r, const Options *o, char err[EDIFF_ERR])
     return 0;
 }
 
-/* One arena for the whole run, sized once: the largest of the encoders' and every expert's needs. */
+/* The arenas of the run, sized once: the largest of the encoders' and every expert's needs. */
 static size_t run_arena_bytes(const Model *m)
 {
     size_t need = 0, b;
@@ -927,8 +929,8 @@ static void prepare_stage(Run *r, int s)
         sr->aug = xmalloc((size_t)cfg->aug_dim * sizeof(float));
         aug_features(sr->aug, cfg->aug_sigma, cfg->aug_dim);
     }
-    branch_init(&sr->cond, "cond", sr->stage, &cond, m->L5, sr->aug, &r->arena);
-    if (sr->cfg_scale != 1.0) branch_init(&sr->uncond, "uncond", sr->stage, &uncond, m->L5, sr->aug, &r->arena);
+    branch_init(&sr->cond, "cond", sr->stage, &cond, m->L5, sr->aug, &r->arena[0]);
+    if (sr->cfg_scale != 1.0) branch_init(&sr->uncond, "uncond", sr->stage, &uncond, m->L5, sr->aug, &r->arena[1]);
     if (r->n_paint) {
         build_paint(sr->stage, r->paint, r->n_paint, sr->cond.n_ctx, &sr->paint);
         sr->cond.paint = &sr->paint;
@@ -968,15 +970,16 @@ static int run_inputs(Run *r, Image *style, char err[EDIFF_ERR])
     return 0;
 }
 
-/* Everything before sampling: arena, encoders, style, each stage's conditioning. */
+/* Everything before sampling: arenas, encoders, style, each stage's conditioning. */
 static int run_prepare(Run *r, const Image *style, char err[EDIFF_ERR])
 {
     const Model *m = r->model;
     int s;
-    if (arena_init(&r->arena, run_arena_bytes(m), err)) return -1;
-    if (encode_prompt(m, &r->prompt, &r->arena, &r->dump, "prompt", err)) return -1;
-    if (r->opt->negative && encode_prompt(m, &r->negative, &r->arena, &r->dump, "negative", err)) return -1;
-    if (r->opt->style && encode_style(m, style, &r->arena, &r->dump, &r->style, err)) return -1;
+    size_t bytes = run_arena_bytes(m);
+    if (arena_init(&r->arena[0], bytes, err) || arena_init(&r->arena[1], bytes, err)) return -1;
+    if (encode_prompt(m, &r->prompt, &r->arena[0], &r->dump, "prompt", err)) return -1;
+    if (r->opt->negative && encode_prompt(m, &r->negative, &r->arena[0], &r->dump, "negative", err)) return -1;
+    if (r->opt->style && encode_style(m, style, &r->arena[0], &r->dump, &r->style, err)) return -1;
     for (s = 0; s < m->n_stages; s++) prepare_stage(r, s);
     return r->dump.failed ? fail(err, "%s", r->dump.err) : 0;
 }

@@ -71,6 +71,17 @@ void *xcalloc(size_t n, size_t size);
 #endif
 void set_threads(int n);                         /* n <= 0: leave the OpenMP default */
 int  get_threads(void);
+/* Work below which an op stays on the calling thread, in multiply-adds (GEMM, attention) or element
+ * operations (a pass over memory counts 1 per element, a norm 4, an exp-based activation or softmax 8).
+ * Opening a parallel region costs microseconds on an idle machine, and up to a scheduler slice
+ * (milliseconds) on a busy one, where a woken thread may wait for a core: so only ops that are worth
+ * it open one, and a model forward opens few. */
+#define PAR_WORK 1048576.0
+/* Coarse parallelism over independent evaluations (the two branches of classifier-free guidance):
+ * task(ctx, i) for i = 0..n-1, side by side when there are threads to spare, each task's ops using
+ * its share of them (with 2 threads and 2 tasks: one each, ops single-threaded); else one after
+ * another. Tasks must not share scratch memory; their results are the same as run in turn. */
+void parallel_tasks(int n, void (*task)(void *ctx, int i), void *ctx);
 
 /* --- The one GEMM: C[M,N] (+)= A[M,K] · B[K,N] ---------------------------------------------------
  * Operands are described, not copied: a strided matrix of any float dtype (transposition is just a
@@ -295,7 +306,8 @@ typedef struct {
     double          scale;
     double         *d_uncond;           /* scratch, owned (NULL when scale is 1) */
 } Guidance;
-/* uncond may be NULL when scale is 1 (then only cond runs: no wasted pass). */
+/* uncond may be NULL when scale is 1 (then only cond runs: no wasted pass). Otherwise the two branches
+ * run side by side (parallel_tasks): cond and uncond must own separate scratch (arenas, buffers). */
 Denoiser cfg_denoiser(Guidance *g, const Denoiser *cond, const Denoiser *uncond, double scale);
 void     cfg_free(Guidance *g);
 /* The encoder outputs of one branch (docs/model.md "Conditioning"); NULL = dropped (all zero). */

@@ -290,6 +290,25 @@ int get_threads(void)
 #endif
 }
 
+/* A team of min(n, threads) runs the tasks in static order; each member gives the ops of its task its
+ * share of the threads (a nested level, opened only when that share is above one). */
+void parallel_tasks(int n, void (*task)(void *ctx, int i), void *ctx)
+{
+    int i;
+#ifdef _OPENMP
+    int threads = omp_get_max_threads(), team = n < threads ? n : threads, share = team > 1 ? threads / team : threads;
+    if (team > 1 && share > 1 && omp_get_max_active_levels() < omp_get_level() + 2)
+        omp_set_max_active_levels(omp_get_level() + 2);
+OMP(omp parallel for num_threads(team > 1 ? team : 1) schedule(static) if (team > 1))
+    for (i = 0; i < n; i++) {
+        omp_set_num_threads(share);
+        task(ctx, i);
+    }
+#else
+    for (i = 0; i < n; i++) task(ctx, i);
+#endif
+}
+
 /* ------------------------------------------------------------------ GEMM -------------------------- */
 /* Goto & van de Geijn, "Anatomy of high-performance matrix multiplication" (2008), as in BLIS: for each
  * NC-wide block of columns and each KC-deep slice of K, pack B (KC x NC) into NR-wide column panels;
@@ -501,11 +520,6 @@ static KERNEL_VERSIONS void micro_kernel(int kc, const float *restrict a, const 
     }
 }
 
-/* Threads are woken only for at least this many multiply-adds (10 to 20 us of one core's work): below,
- * forking and joining costs about as much as it saves, and far more when the machine is busy (a
- * thread waiting for a core stalls the whole op). */
-#define PAR_WORK 1048576.0
-
 /* One GEMM call, or the part of it one thread computes: rows m0..m1-1 and columns n0..n1-1 of C,
  * with its own packing buffers (MC x KC and KC x NC floats, or less). */
 typedef struct {
@@ -617,7 +631,7 @@ void linear(float *y, const float *x, int n, int in, const Tensor *W, const Tens
     if (b) {
         float *bias = xmalloc((size_t)out * sizeof(float));
         tensor_to_f32(b, bias, 0, out);
-OMP(omp parallel for schedule(static) private(j))
+OMP(omp parallel for schedule(static) private(j) if ((double)n * out >= PAR_WORK))
         for (i = 0; i < n; i++)
             for (j = 0; j < out; j++) y[(long)i * out + j] += bias[j];
         free(bias);
@@ -657,7 +671,7 @@ void conv2d(float *y, const float *x, int cin, int h, int w, const Tensor *W, co
     gemm(cout, (int)hw, cin * kh * kw, &A, &B, y, hw, 0);
     free(padded);
     if (b) {
-OMP(omp parallel for schedule(static) if (cout * hw >= 65536))
+OMP(omp parallel for schedule(static) if ((double)cout * hw >= PAR_WORK))
         for (co = 0; co < cout; co++) {
             float bc = tensor_at(b, co);
             float *yc = y + (long)co * hw;
@@ -850,7 +864,7 @@ static KERNEL_VERSIONS void softmax_row(float *row, int cols)
 void softmax_rows(float *x, int rows, int cols)
 {
     int r;
-OMP(omp parallel for schedule(static) if ((long)rows * cols >= 32768))
+OMP(omp parallel for schedule(static) if (8.0 * rows * cols >= PAR_WORK))
     for (r = 0; r < rows; r++) softmax_row(x + (long)r * cols, cols);
 }
 
@@ -916,7 +930,7 @@ void group_norm(float *y, const float *x, int C, int HW, int groups, float eps,
 {
     int cpg = C / groups, g;
     float *gm = vector_f32(gamma, C), *bt = vector_f32(beta, C);
-OMP(omp parallel for schedule(static) if ((long)C * HW >= 16384))
+OMP(omp parallel for schedule(static) if ((fuse_silu ? 8.0 : 4.0) * C * HW >= PAR_WORK))
     for (g = 0; g < groups; g++)
         group_norm_group(y, x, g * cpg, (g + 1) * cpg, HW, eps, gm, bt, fuse_silu);
     free(gm);
@@ -928,7 +942,7 @@ void layer_norm(float *y, const float *x, int rows, int dim, float eps, const Te
 {
     int r;
     float *wv = vector_f32(w, dim), *bv = vector_f32(b, dim);
-OMP(omp parallel for schedule(static) if ((long)rows * dim >= 16384))
+OMP(omp parallel for schedule(static) if (4.0 * rows * dim >= PAR_WORK))
     for (r = 0; r < rows; r++) {
         const float *xr = x + (long)r * dim;
         float *yr = y + (long)r * dim;
@@ -948,7 +962,7 @@ void rms_norm(float *y, const float *x, int rows, int dim, float eps, const Tens
 {
     int r;
     float *wv = vector_f32(w, dim);
-OMP(omp parallel for schedule(static) if ((long)rows * dim >= 16384))
+OMP(omp parallel for schedule(static) if (4.0 * rows * dim >= PAR_WORK))
     for (r = 0; r < rows; r++) {
         const float *xr = x + (long)r * dim;
         float *yr = y + (long)r * dim;
@@ -992,7 +1006,7 @@ static KERNEL_VERSIONS void activate_span(int act, float *x, long n)
 void activate(int act, float *x, size_t n)
 {
     long s, spans = ((long)n + ACT_SPAN - 1) / ACT_SPAN;
-OMP(omp parallel for schedule(static) if (spans > 1))
+OMP(omp parallel for schedule(static) if (spans > 1 && (act == ACT_RELU ? 1.0 : 8.0) * (double)n >= PAR_WORK))
     for (s = 0; s < spans; s++)
         activate_span(act, x + s * ACT_SPAN, s == spans - 1 ? (long)n - s * ACT_SPAN : ACT_SPAN);
 }
@@ -1009,7 +1023,7 @@ static int nearest_tap(int o, int in, int out)
 void upsample_nearest(float *y, const float *x, int C, int H, int W, int H2, int W2)
 {
     int c;
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)C * H2 * W2 >= PAR_WORK))
     for (c = 0; c < C; c++)
         for (int oy = 0; oy < H2; oy++) {
             const float *xr = x + ((long)c * H + nearest_tap(oy, H, H2)) * W;
@@ -1036,7 +1050,7 @@ static void bilinear_tap(int o, int in, int out, int align_corners, int *i0, int
 void resize_bilinear(float *y, const float *x, int C, int H, int W, int H2, int W2, int align_corners)
 {
     int c;
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if (4.0 * C * H2 * W2 >= PAR_WORK))
     for (c = 0; c < C; c++) {
         const float *xc = x + (long)c * H * W;
         for (int oy = 0; oy < H2; oy++) {
@@ -1056,7 +1070,7 @@ OMP(omp parallel for schedule(static))
 void avg_pool2d(float *y, const float *x, int C, int H, int W, int k, int stride)
 {
     int Ho = (H - k) / stride + 1, Wo = (W - k) / stride + 1, c;
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)C * Ho * Wo * k * k >= PAR_WORK))
     for (c = 0; c < C; c++)
         for (int oy = 0; oy < Ho; oy++)
             for (int ox = 0; ox < Wo; ox++) {
@@ -1083,14 +1097,14 @@ void concat_channels(float *y, const float *a, int Ca, const float *b, int Cb, i
 void vec_add(float *y, const float *x, size_t n)
 {
     long i, nn = (long)n;
-OMP(omp parallel for schedule(static) if (nn >= 65536))
+OMP(omp parallel for schedule(static) if (nn >= PAR_WORK))
     for (i = 0; i < nn; i++) y[i] += x[i];
 }
 
 void vec_exp(float *x, size_t n)
 {
     long i, nn = (long)n;
-OMP(omp parallel for schedule(static) if (nn >= 16384))
+OMP(omp parallel for schedule(static) if (8.0 * nn >= PAR_WORK))
     for (i = 0; i < nn; i++) x[i] = vexpf(x[i]);
 }
 

@@ -591,7 +591,7 @@ static void add_row_bias(float *y, long n, int dim, const Tensor *b)
     float *bias = xmalloc((size_t)dim * sizeof(float));
     long i;
     tensor_to_f32(b, bias, 0, dim);
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)n * dim >= PAR_WORK))
     for (i = 0; i < n; i++)
         for (int j = 0; j < dim; j++) y[i * dim + j] += bias[j];
     free(bias);
@@ -612,12 +612,12 @@ static void resnet_forward(const Run *r, const UnetResnet *rb, const float *x, i
     linear(e, r->temb, 1, c->time_embed_dim, rb->time_emb_proj.weight, rb->time_emb_proj.bias);
     if (c->scale_shift) {                                          /* FiLM: GN(t) * (1 + scale) + shift */
         group_norm(t, t, cout, HW, G, c->norm_eps, rb->norm2.weight, rb->norm2.bias, 0);
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)n >= PAR_WORK))
         for (ch = 0; ch < cout; ch++)
             for (long p = 0; p < HW; p++) t[(long)ch * HW + p] = t[(long)ch * HW + p] * (1.0f + e[ch]) + e[cout + ch];
         activate(ACT_SILU, t, (size_t)n);
     } else {                                                       /* GN(t + emb) */
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)n >= PAR_WORK))
         for (ch = 0; ch < cout; ch++)
             for (long p = 0; p < HW; p++) t[(long)ch * HW + p] += e[ch];
         group_norm(t, t, cout, HW, G, c->norm_eps, rb->norm2.weight, rb->norm2.bias, 1);
@@ -627,7 +627,7 @@ OMP(omp parallel for schedule(static))
         conv2d(t, x, rb->cin, H, W, rb->conv_shortcut.weight, rb->conv_shortcut.bias, 1, 0);
         x = t;
     }
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)n >= PAR_WORK))
     for (i = 0; i < n; i++) y[i] = (x[i] + y[i]) * inv;
     arena_reset(a, m);
 }
@@ -681,7 +681,7 @@ static void feed_forward(const Run *r, const UnetTransformer *t, const UnetTrans
     linear(x, n, HW, D, &b->ff_value_w, &b->ff_value_b);
     linear(g, n, HW, D, &b->ff_gate_w, &b->ff_gate_b);
     activate(ACT_GELU, g, (size_t)nf);
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)nf >= PAR_WORK))
     for (i = 0; i < nf; i++) x[i] *= g[i];
     linear(n, x, HW, F, b->ff_out.weight, b->ff_out.bias);
     dump(r, name, n, 3, HW, D, 0);
@@ -733,7 +733,7 @@ static void transformer_forward(const Run *r, const UnetTransformer *t, const fl
     A = mat_tensor(t->proj_out.weight, D, 1);                      /* W [C, D] */
     B = mat_f32(h, 1, D);                                          /* h as [D, HW] */
     gemm(C, HW, D, &A, &B, y, HW, 0);
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)C * HW >= PAR_WORK))
     for (ch = 0; ch < C; ch++) {
         float bc = tensor_at(t->proj_out.bias, ch);
         for (long p = 0; p < HW; p++) y[(long)ch * HW + p] += bc + x[(long)ch * HW + p];
@@ -773,7 +773,7 @@ static void downsample(const Run *r, const UnetLayer *conv, const float *x, int 
         return;
     }
     xp = arena_alloc(a, (size_t)C * (H + 1) * (W + 1));
-OMP(omp parallel for schedule(static))
+OMP(omp parallel for schedule(static) if ((double)C * (H + 1) * (W + 1) >= PAR_WORK))
     for (ch = 0; ch < C; ch++)
         for (int i = 0; i <= H; i++)
             for (int j = 0; j <= W; j++)

@@ -126,6 +126,104 @@ static void threads_identical(TestRun *T)
     free(out[0]);
 }
 
+/* The passes over memory go parallel only above PAR_WORK: each op here runs on sizes past its threshold
+ * (2^18 elements; 2^20 for nearest upsampling), 1 and 2 threads, identical bits required. */
+static Tensor vector_tensor(const float *p, int n)
+{
+    Tensor t;
+    memset(&t, 0, sizeof t);
+    t.dtype = DT_F32; t.rank = 1; t.shape[0] = n; t.numel = n; t.data = p;
+    return t;
+}
+
+static void passes_identical(TestRun *T)
+{
+    enum { C = 64, HW = 4096, N = C * HW, UP = 4 * 512 * 512 };
+    float *x = xmalloc((size_t)N * sizeof(float)), *par = xmalloc((size_t)C * 2 * sizeof(float)), *out[2];
+    Tensor gamma = vector_tensor(par, C), beta = vector_tensor(par + C, C), lnw = vector_tensor(x, 1024);
+    int t, k, before = get_threads(), same = 1;
+    char which[256] = "";
+    if (!selected(T, "ops.threads.passes")) goto done;
+    fill_sin(x, N, 0.0173);
+    fill_sin(par, 2 * C, 0.91);
+    out[0] = xmalloc((size_t)UP * sizeof(float));
+    out[1] = xmalloc((size_t)UP * sizeof(float));
+    for (k = 0; k < 8; k++) {
+        static const char *name[8] = {"group_norm+silu", "layer_norm", "rms_norm", "softmax_rows", "gelu",
+                                      "resize_bilinear", "upsample_nearest", "vec_exp"};
+        size_t n = k == 5 ? (size_t)C * 64 * 64 : k == 6 ? UP : N;
+        for (t = 0; t < 2; t++) {
+            set_threads(t + 1);
+            memcpy(out[t], x, (size_t)N * sizeof(float));
+            switch (k) {
+            case 0: group_norm(out[t], x, C, HW, 32, 1e-5f, &gamma, &beta, 1); break;
+            case 1: layer_norm(out[t], x, N / 1024, 1024, 1e-5f, &lnw, NULL); break;
+            case 2: rms_norm(out[t], x, N / 1024, 1024, 1e-6f, &lnw); break;
+            case 3: softmax_rows(out[t], N / 111, 111); break;
+            case 4: activate(ACT_GELU, out[t], N); break;
+            case 5: resize_bilinear(out[t], x, C, 32, 32, 64, 64, 0); break;
+            case 6: upsample_nearest(out[t], x, 4, 256, 256, 512, 512); break;
+            default: vec_exp(out[t], N); break;
+            }
+        }
+        if (memcmp(out[0], out[1], n * sizeof(float)) != 0) {
+            same = 0;
+            snprintf(which + strlen(which), sizeof which - strlen(which), " %s", name[k]);
+        }
+    }
+    report(T, same, "ops.threads.passes", "group_norm+silu, layer_norm, rms_norm, softmax, gelu, resize_bilinear, "
+           "upsample_nearest, vec_exp past PAR_WORK, 1 vs 2 threads: %s%s", same ? "identical" : "DIFFERENT:", which);
+    free(out[0]);
+    free(out[1]);
+done:
+    set_threads(before);
+    free(x);
+    free(par);
+}
+
+/* parallel_tasks: every task runs once, with its share of the threads (2 threads, 2 tasks: 1 each),
+ * and the GEMMs inside give the bits they give when run in turn. */
+typedef struct {
+    const float *a, *b;
+    float       *c[3];
+    int          runs[3], threads[3];
+} Tasks;
+
+static void gemm_task(void *ctx, int i)
+{
+    Tasks *t = ctx;
+    Mat A = mat_f32(t->a + i, 300, 1), B = mat_f32(t->b, 200, 1);
+    t->runs[i]++;
+    t->threads[i] = get_threads();
+    gemm(128, 200, 300, &A, &B, t->c[i], 200, 0);
+}
+
+static void tasks_identical(TestRun *T)
+{
+    size_t nc = 128 * 200;
+    float *a = xmalloc((128 * 300 + 2 + 300 * 200) * sizeof(float)), *c = xmalloc(6 * nc * sizeof(float));
+    Tasks par, seq;
+    int i, before = get_threads(), ok;
+    if (!selected(T, "ops.threads.tasks")) goto done;
+    fill_sin(a, 128 * 300 + 2 + 300 * 200, 0.29);
+    memset(&par, 0, sizeof par);
+    par.a = a; par.b = a + 128 * 300 + 2;
+    seq = par;
+    for (i = 0; i < 3; i++) { par.c[i] = c + i * nc; seq.c[i] = c + (3 + i) * nc; }
+    set_threads(2);
+    parallel_tasks(2, gemm_task, &par);
+    set_threads(1);
+    for (i = 0; i < 2; i++) gemm_task(&seq, i);
+    ok = par.runs[0] == 1 && par.runs[1] == 1 && par.runs[2] == 0 && par.threads[0] == 1 && par.threads[1] == 1 &&
+         memcmp(c, c + 3 * nc, 2 * nc * sizeof(float)) == 0;
+    report(T, ok, "ops.threads.tasks", "2 tasks on 2 threads: runs %d/%d, threads seen %d/%d, GEMMs %s", par.runs[0],
+           par.runs[1], par.threads[0], par.threads[1], memcmp(c, c + 3 * nc, 2 * nc * sizeof(float)) ? "DIFFERENT" : "identical");
+done:
+    set_threads(before);
+    free(a);
+    free(c);
+}
+
 /* ------------------------------------------------------------------ layers ------------------------ */
 
 static void linear_case(TestRun *T, const Blob *ref, const char *op, const char *c)
@@ -390,6 +488,8 @@ void suite_ops(TestRun *T)
     if (open_ref(T, &ref, "ops.bin")) return;
     each_case(T, &ref, "gemm", gemm_case);
     threads_identical(T);
+    passes_identical(T);
+    tasks_identical(T);
     each_case(T, &ref, "linear", linear_case);
     each_case(T, &ref, "conv2d", conv_case);
     each_case(T, &ref, "attention", attention_case);
