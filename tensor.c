@@ -32,12 +32,13 @@ static uint32_t f32_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; 
 
 /* IEEE binary16 -> binary32, branch-free so conversion loops vectorise: the half's exponent and
  * mantissa bits, moved to float positions, read as a float and scaled by 2^112 give every normal and
- * subnormal half exactly; exponent 31 (inf/NaN) becomes 255; the sign is copied. */
+ * subnormal half exactly; exponent 31 (inf/NaN) becomes 255; the sign is copied. The inf/NaN case is
+ * selected with a bit mask, not a conditional, which gcc would not vectorise. */
 static inline float half_to_float(uint16_t h)
 {
     uint32_t em = (uint32_t)(h & 0x7FFFu) << 13, sign = (uint32_t)(h & 0x8000u) << 16;
-    float f = bits_to_f32(em) * 0x1p112f;
-    uint32_t u = (h & 0x7C00u) == 0x7C00u ? em | 0x7F800000u : f32_to_bits(f);
+    uint32_t special = 0u - (uint32_t)((h & 0x7C00u) == 0x7C00u);               /* all ones: inf/NaN */
+    uint32_t u = (f32_to_bits(bits_to_f32(em) * 0x1p112f) & ~special) | ((em | 0x7F800000u) & special);
     return bits_to_f32(u | sign);
 }
 
@@ -61,8 +62,9 @@ uint16_t f32_to_f16(float f)
 
 float bf16_to_f32(uint16_t b) { return bits_to_f32((uint32_t)b << 16); }
 
-/* n elements p[off], p[off+stride], ... of a float-typed buffer as float32. */
-static void load_f32(float *dst, const void *p, int dtype, long off, long stride, long n)
+/* n elements p[off], p[off+stride], ... of a float-typed buffer as float32 (inline: the packing
+ * routines of every instruction-set version get their own vectorised copy). */
+static inline void load_f32(float *dst, const void *p, int dtype, long off, long stride, long n)
 {
     long i;
     switch (dtype) {
@@ -315,7 +317,9 @@ OMP(omp parallel for num_threads(team > 1 ? team : 1) schedule(static) if (team 
  * for each MC-tall block of rows pack A (MC x KC) into MR-tall row panels; then the MR x NR micro-kernel
  * runs over every (row panel, column panel) pair. Panels are zero-padded, so an edge tile costs one
  * full tile and its partial store. Packing is where Mat's strides, f16/bf16 and the implicit im2col
- * are resolved: the micro-kernel only ever sees contiguous float panels.
+ * are resolved: the micro-kernel only ever sees contiguous float panels. An A panel keeps A's rows
+ * (MR rows of kc, so packing a row-major A, weights included, is a copy or a vectorised conversion);
+ * a B panel is k-major (kc rows of NR), what the vector loads of the micro-kernel read.
  *
  * Sizes (float32, for a core with 32 vector registers of 16 floats, 48 KiB L1d, 2 MiB L2): the MR x NR
  * = 8 x 32 accumulator tile is 16 AVX-512 registers (enough independent chains to keep two FMA units
@@ -366,47 +370,15 @@ Mat mat_tensor(const Tensor *t, long rs, long cs)
     return m;
 }
 
-/* dst[k*n + i] = v_i[k] for n vectors v_i = p[off + i*stride + k] (k < kc) of a float dtype: the
- * interleaving of both packings when the operand is contiguous along k (rows of a row-major A, columns
- * of B = Wᵀ). Read n vectors k by k and store contiguously: what compilers vectorise best. */
-static inline void interleave(float *dst, int n, const void *p, int dtype, long off, long stride, int kc)
-{
-    int i, k;
-    if (dtype == DT_F32) {
-        const float *s = (const float *)p + off;
-        for (k = 0; k < kc; k++)
-            for (i = 0; i < n; i++) dst[k * n + i] = s[i * stride + k];
-    } else if (dtype == DT_F16) {
-        const uint16_t *s = (const uint16_t *)p + off;
-        for (k = 0; k < kc; k++)
-            for (i = 0; i < n; i++) dst[k * n + i] = half_to_float(s[i * stride + k]);
-    } else {
-        const uint16_t *s = (const uint16_t *)p + off;
-        for (k = 0; k < kc; k++)
-            for (i = 0; i < n; i++) dst[k * n + i] = bits_to_f32((uint32_t)s[i * stride + k] << 16);
-    }
-}
-
-/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into one panel: dst[k*MR + i], rows nr..MR-1 zero. */
+/* Rows r0..r0+nr-1, columns k0..k0+kc-1 of A into one panel, row after row: dst[i*kc + k], rows
+ * nr..MR-1 zero. The rows of a row-major A (activations, weights [out, in]) are contiguous runs, so
+ * this is a copy or a vectorised f16/bf16 conversion; a transposed A reads its rows strided. */
 static KERNEL_VERSIONS void pack_a_panel(float *dst, const Mat *A, int r0, int nr, int k0, int kc)
 {
-    int i, k;
-    if (A->cs == 1 && nr == MR) {
-        interleave(dst, MR, A->p, A->dtype, (long)r0 * A->rs + k0, A->rs, kc);
-        return;
-    }
-    if (A->cs == 1) {
-        float row[KC];
-        for (i = 0; i < nr; i++) {
-            load_f32(row, A->p, A->dtype, (long)(r0 + i) * A->rs + k0, 1, kc);
-            for (k = 0; k < kc; k++) dst[k * MR + i] = row[k];
-        }
-    } else {
-        for (k = 0; k < kc; k++)
-            load_f32(dst + k * MR, A->p, A->dtype, (long)r0 * A->rs + (long)(k0 + k) * A->cs, A->rs, nr);
-    }
-    for (k = 0; k < kc; k++)
-        for (i = nr; i < MR; i++) dst[k * MR + i] = 0.0f;
+    int i;
+    for (i = 0; i < nr; i++)
+        load_f32(dst + (size_t)i * kc, A->p, A->dtype, (long)(r0 + i) * A->rs + (long)k0 * A->cs, A->cs, kc);
+    if (nr < MR) memset(dst + (size_t)nr * kc, 0, (size_t)(MR - nr) * kc * sizeof(float));
 }
 
 /* Columns c0..c0+nc-1 of an implicit im2col matrix, rows k0..k0+kc-1, into a panel dst[k*NR + j].
@@ -475,10 +447,6 @@ static KERNEL_VERSIONS void pack_b_panel(float *dst, const Mat *B, int k0, int k
         pack_b_im2col(dst, B, k0, kc, c0, nc);
         return;
     }
-    if (B->rs == 1 && B->cs != 1 && nc == NR) {           /* column-contiguous: B = Wᵀ of a row-major W */
-        interleave(dst, NR, B->p, B->dtype, (long)k0 + (long)c0 * B->cs, B->cs, kc);
-        return;
-    }
     if (B->cs == 1 && B->dtype == DT_F32) {               /* row-contiguous f32: activations */
         const float *s = (const float *)B->p + (long)k0 * B->rs + c0;
         for (k = 0; k < kc; k++)
@@ -486,31 +454,32 @@ static KERNEL_VERSIONS void pack_b_panel(float *dst, const Mat *B, int k0, int k
     } else if (B->cs == 1 || B->rs != 1) {
         for (k = 0; k < kc; k++)
             load_f32(dst + k * NR, B->p, B->dtype, (long)(k0 + k) * B->rs + (long)c0 * B->cs, B->cs, nc);
-    } else {
-        float col[KC];
-        for (j = 0; j < nc; j++) {
-            load_f32(col, B->p, B->dtype, (long)k0 + (long)(c0 + j) * B->cs, 1, kc);
-            for (k = 0; k < kc; k++) dst[k * NR + j] = col[k];
-        }
+    } else {                                              /* column-contiguous: B = Wᵀ of a row-major W */
+        float col[NR][KC];                                /* columns converted as runs, then transposed */
+        for (j = 0; j < nc; j++) load_f32(col[j], B->p, B->dtype, (long)k0 + (long)(c0 + j) * B->cs, 1, kc);
+        for (k = 0; k < kc; k++)
+            for (j = 0; j < nc; j++) dst[k * NR + j] = col[j][k];
     }
     for (k = 0; k < kc; k++)
         for (j = nc; j < NR; j++) dst[k * NR + j] = 0.0f;
 }
 
-/* The micro-kernel: acc[MR][NR] = sum over k of a[k*MR + i] * b[k*NR + j] (k ascending), then the
+/* The micro-kernel: acc[MR][NR] = sum over k of a[i*kc + k] * b[k*NR + j] (k ascending), then the
  * mr x nr corner of the C tile = acc (+ C when accumulate). The compiler keeps acc in vector
- * registers and turns the j loop into vector multiplies and adds. */
+ * registers and turns the j loop into vector multiplies and adds of a broadcast ak[i]. */
 static KERNEL_VERSIONS void micro_kernel(int kc, const float *restrict a, const float *restrict b,
                                          float *restrict C, long ldc, int mr, int nr, int accumulate)
 {
-    float acc[MR][NR];
+    float acc[MR][NR], ak[MR];
     int i, j, k;
     for (i = 0; i < MR; i++)
         for (j = 0; j < NR; j++) acc[i][j] = 0.0f;
-    for (k = 0; k < kc; k++, a += MR, b += NR)
+    for (k = 0; k < kc; k++, b += NR) {
+        for (i = 0; i < MR; i++) ak[i] = a[i * kc + k];
         NO_VECTORIZE
         for (i = 0; i < MR; i++)
-            for (j = 0; j < NR; j++) acc[i][j] += a[i] * b[j];
+            for (j = 0; j < NR; j++) acc[i][j] += ak[i] * b[j];
+    }
     if (mr == MR && nr == NR) {
         if (accumulate) for (i = 0; i < MR; i++) for (j = 0; j < NR; j++) C[i * ldc + j] += acc[i][j];
         else            for (i = 0; i < MR; i++) for (j = 0; j < NR; j++) C[i * ldc + j] = acc[i][j];
