@@ -497,6 +497,7 @@ typedef struct {
     Arena          *arena;
     int             n_ctx;
     float         **context;       /* [experts] -> [n_ctx, dim_k], owned */
+    UnetCrossKV    *kv;            /* [experts]: the cross-attention keys/values of context[k], owned */
     float         **class_vec;     /* [experts] -> [class_embed_dim_k], owned */
     const Painting *paint;         /* NULL: unpainted */
     double          paint_weight;  /* w' */
@@ -517,12 +518,14 @@ static void branch_init(Branch *b, const char *name, const Stage *st, const Cond
     b->n_ctx = cond_context_rows(L5, CLIP_CONTEXT);
     b->context = xcalloc((size_t)n, sizeof *b->context);
     b->class_vec = xcalloc((size_t)n, sizeof *b->class_vec);
+    b->kv = xcalloc((size_t)n, sizeof *b->kv);
     for (k = 0; k < n; k++) {
         const Cond *cd = &st->cond[k];
         b->context[k] = xmalloc((size_t)b->n_ctx * cd->dim * sizeof(float));
         b->class_vec[k] = xmalloc((size_t)st->unet[k].config.class_embed_dim * sizeof(float));
         cond_context(cd, c->t5_tokens, L5, c->clip_tokens, CLIP_CONTEXT, c->clip_image_embed, b->context[k]);
         cond_class_vector(cd, c->clip_text_embed, c->clip_image_embed, aug, aug ? st->cfg.aug_dim : 0, b->class_vec[k]);
+        unet_cross_kv(&st->unet[k], b->context[k], b->n_ctx, &b->kv[k]);
     }
 }
 
@@ -532,9 +535,11 @@ static void branch_free(Branch *b)
     for (k = 0; b->context && k < b->stage->cfg.experts.n; k++) {
         free(b->context[k]);
         free(b->class_vec[k]);
+        unet_cross_kv_free(&b->kv[k]);
     }
     free(b->context);
     free(b->class_vec);
+    free(b->kv);
     memset(b, 0, sizeof *b);
 }
 
@@ -561,8 +566,8 @@ static void expert_forward(void *ctx, int k, const float *input, float c_noise, 
             snprintf(prefix, sizeof prefix, "%s/%s/%s.%d.unet.", b->dump->scope, b->name, st->cfg.name, k);
             hook = dump_hook(b->dump->dump, prefix, 0);
         }
-        if (unet_forward(&st->unet[k], b->arena, input, R, R, c_noise, b->context[k], b->n_ctx, b->class_vec[k],
-                         b->paint ? &paint : NULL, dumped ? &hook : NULL, out, b->err) == 0)
+        if (unet_forward(&st->unet[k], b->arena, input, R, R, c_noise, b->context[k], b->n_ctx, &b->kv[k],
+                         b->class_vec[k], b->paint ? &paint : NULL, dumped ? &hook : NULL, out, b->err) == 0)
             return;
         b->failed = 1;                  /* reported after sampling; the remaining calls do nothing */
     }

@@ -531,6 +531,7 @@ typedef struct {
 /* diffusers Attention: to_q/to_k/to_v without bias (attention_bias=False), to_out.0 with bias. */
 typedef struct {
     int       cross;               /* keys/values from the context: attn2, and attn1 if only_cross_attention */
+    int       kv_slot;             /* cross: its index in Unet.cross_layers and in a UnetCrossKV */
     UnetLayer to_q, to_k, to_v, to_out;
 } UnetAttention;
 
@@ -593,7 +594,20 @@ typedef struct {
     UnetLayer  time_embedding[2];                   /* time_embedding.linear_1, .linear_2 */
     UnetLayer  class_embedding[2];                  /* class_embedding.linear_1, .linear_2 ("projection") */
     UnetBlock  down[UNET_MAX_LEVELS], mid, up[UNET_MAX_LEVELS];
+    const UnetAttention **cross_layers;             /* every cross-attention layer, n_cross (array owned) */
+    int        n_cross;
 } Unet;
+
+/* The keys and values of every cross-attention layer for one context: k = to_k(ctx), v = to_v(ctx),
+ * ctx = the context (after encoder_hid_proj when the UNet has one). They depend on the context alone,
+ * which is fixed for a CFG branch and an expert through a run, so the pipeline computes them once and
+ * every unet_forward reads them (memoisation: the same numbers the forward would compute; no weight is
+ * copied). */
+typedef struct {
+    int     n_ctx, n;              /* context rows; layers (Unet.n_cross) */
+    float **k, **v;                /* [n] -> [n_ctx, heads*head_dim of the layer] */
+    float  *mem;                   /* one allocation holding them all */
+} UnetCrossKV;
 
 /* Paint-with-words (eDiff-I §4.3; docs/unet.md): every cross-attention layer computes
  * softmax((Q Kᵀ + W)/sqrt(d)) V with W = weight · max(Q Kᵀ) · A, max over all heads, queries and keys
@@ -620,12 +634,17 @@ void unet_free(Unet *u);
 int  unet_attention_grids(const Unet *u, int H, int W, int *grids, int max);
 /* An upper bound of the arena bytes one unet_forward needs (size the arena once per run). */
 size_t unet_arena_bytes(const Unet *u, int H, int W, int n_ctx);
+/* kv = the cross-attention keys and values of context[n_ctx, context_dim] (malloc'd; free with
+ * unet_cross_kv_free). A UNet without cross-attention gets an empty kv. */
+void unet_cross_kv(const Unet *u, const float *context, int n_ctx, UnetCrossKV *kv);
+void unet_cross_kv_free(UnetCrossKV *kv);
 /* out[out_channels, H, W] = UNet(x[in_channels, H, W]; timestep, context[n_ctx, context_dim],
- * class_vec[class_embed_dim] (NULL when the UNet has no class embedding)). paint and hook may be NULL.
+ * class_vec[class_embed_dim] (NULL when the UNet has no class embedding)). kv: unet_cross_kv of this
+ * context, or NULL to compute the keys and values in this call. paint and hook may be NULL.
  * Activations come from the arena, which is left as it was found. */
 int  unet_forward(const Unet *u, Arena *a, const float *x, int H, int W, float timestep,
-                  const float *context, int n_ctx, const float *class_vec, const PaintBias *paint,
-                  const DumpHook *hook, float *out, char err[EDIFF_ERR]);
+                  const float *context, int n_ctx, const UnetCrossKV *kv, const float *class_vec,
+                  const PaintBias *paint, const DumpHook *hook, float *out, char err[EDIFF_ERR]);
 
 /* eDiff-I's conditioning module, weights/ediffi.py EDiffIConditioning (docs/model.md "Conditioning"):
  * t5_proj, clip_proj, image_proj (nn.Linear) and a learned null_token. Widths are read off the tensors. */

@@ -396,6 +396,36 @@ static void unet_weights(Loader *L, Unet *u)
     load_conv(L, &u->conv_out, c->out_channels, C0, c->conv_out_kernel, "conv_out");
 }
 
+/* Every attention layer that reads the context, into u->cross_layers; each learns its slot there. */
+static void list_cross_layers(Unet *u)
+{
+    UnetBlock *blocks[2 * UNET_MAX_LEVELS + 1];
+    int nb = 0, pass, i, j, k, n;
+    for (i = 0; i < u->config.n_levels; i++) blocks[nb++] = &u->down[i];
+    blocks[nb++] = &u->mid;
+    for (i = 0; i < u->config.n_levels; i++) blocks[nb++] = &u->up[i];
+    for (pass = 0; pass < 2; pass++) {                            /* count, then list */
+        for (i = 0, n = 0; i < nb; i++) {
+            int n_attn = !blocks[i]->has_attention ? 0 : blocks[i] == &u->mid ? blocks[i]->n_resnets - 1
+                                                                               : blocks[i]->n_resnets;
+            for (j = 0; j < n_attn; j++)
+                for (k = 0; k < blocks[i]->attentions[j].n_blocks; k++) {
+                    UnetAttention *at[2];
+                    int a;
+                    at[0] = &blocks[i]->attentions[j].blocks[k].attn1;
+                    at[1] = &blocks[i]->attentions[j].blocks[k].attn2;
+                    for (a = 0; a < 2; a++) {
+                        if (!at[a]->cross) continue;
+                        if (pass) u->cross_layers[n] = at[a];
+                        at[a]->kv_slot = n++;
+                    }
+                }
+        }
+        if (!pass) u->cross_layers = xcalloc((size_t)(n ? n : 1), sizeof *u->cross_layers);
+        u->n_cross = n;
+    }
+}
+
 int unet_load(Unet *u, const Blob *b, const char *prefix, char err[EDIFF_ERR])
 {
     Loader L;
@@ -403,6 +433,7 @@ int unet_load(Unet *u, const Blob *b, const char *prefix, char err[EDIFF_ERR])
     loader_init(&L, b, prefix);
     unet_config(&L, &u->config);
     if (!L.failed) unet_weights(&L, u);
+    if (!L.failed) list_cross_layers(u);
     if (L.failed) {
         snprintf(err, EDIFF_ERR, "%s", L.err);
         unet_free(u);
@@ -428,6 +459,7 @@ void unet_free(Unet *u)
         block_free(&u->up[i]);
     }
     block_free(&u->mid);
+    free(u->cross_layers);
     memset(u, 0, sizeof *u);
 }
 
@@ -567,6 +599,7 @@ typedef struct {
     const float     *temb;       /* SiLU(emb) [time_embed_dim]: the input of every time_emb_proj */
     const float     *context;    /* [n_ctx, cross_attention_dim] */
     int              n_ctx;
+    const UnetCrossKV *kv;       /* the context's keys and values, or NULL */
     const PaintBias *paint;
     const DumpHook  *hook;
 } Run;
@@ -642,15 +675,22 @@ static void attention_forward(const Run *r, const UnetTransformer *t, const Unet
     size_t m = arena_mark(a);
     int HW = H * W, D = t->heads * t->head_dim, Tk = at->cross ? r->n_ctx : HW;
     int kv_dim = at->cross ? r->u->config.cross_attention_dim : D;
-    const float *kv = at->cross ? r->context : n;
-    float *q = arena_alloc(a, (size_t)HW * D), *k = arena_alloc(a, (size_t)Tk * D);
-    float *v = arena_alloc(a, (size_t)Tk * D), *o = arena_alloc(a, (size_t)HW * D);
+    const float *kv = at->cross ? r->context : n, *k, *v;
+    float *q = arena_alloc(a, (size_t)HW * D), *o = arena_alloc(a, (size_t)HW * D);
     float scale = 1.0f / sqrtf((float)t->head_dim);
     AttnBias paint;
     const AttnBias *bias = NULL;
     linear(q, n, HW, D, at->to_q.weight, at->to_q.bias);
-    linear(k, kv, Tk, kv_dim, at->to_k.weight, at->to_k.bias);
-    linear(v, kv, Tk, kv_dim, at->to_v.weight, at->to_v.bias);
+    if (at->cross && r->kv) {                                      /* memoised for this context */
+        k = r->kv->k[at->kv_slot];
+        v = r->kv->v[at->kv_slot];
+    } else {
+        float *kb = arena_alloc(a, (size_t)Tk * D), *vb = arena_alloc(a, (size_t)Tk * D);
+        linear(kb, kv, Tk, kv_dim, at->to_k.weight, at->to_k.bias);
+        linear(vb, kv, Tk, kv_dim, at->to_v.weight, at->to_v.bias);
+        k = kb;
+        v = vb;
+    }
     if (at->cross && r->paint) {
         int g;
         memset(&paint, 0, sizeof paint);
@@ -882,9 +922,47 @@ static int check_input(const Unet *u, int H, int W, const float *context, int n_
  * and every downsampler output is a skip); mid block; up blocks (each resnet takes [h, last skip]
  * concatenated on channels; each upsampler resizes to the size of the next skip, which is diffusers'
  * forward_upsample_size for sizes that do not halve evenly); GroupNorm-SiLU; conv_out. */
+void unet_cross_kv(const Unet *u, const float *context, int n_ctx, UnetCrossKV *kv)
+{
+    const UnetConfig *c = &u->config;
+    float *ctx = NULL, *p;
+    size_t total = 0;
+    int i;
+    memset(kv, 0, sizeof *kv);
+    kv->n_ctx = n_ctx;
+    kv->n = u->n_cross;
+    kv->k = xcalloc((size_t)(kv->n ? kv->n : 1), sizeof *kv->k);
+    kv->v = xcalloc((size_t)(kv->n ? kv->n : 1), sizeof *kv->v);
+    for (i = 0; i < kv->n; i++) total += 2 * fl((size_t)n_ctx * (size_t)u->cross_layers[i]->to_k.weight->shape[0]);
+    kv->mem = p = xmalloc((total ? total : 1) * sizeof(float));
+    if (c->encoder_hid_dim && kv->n) {                             /* as unet_forward projects it */
+        ctx = xmalloc((size_t)n_ctx * c->cross_attention_dim * sizeof(float));
+        linear(ctx, context, n_ctx, c->encoder_hid_dim, u->encoder_hid_proj.weight, u->encoder_hid_proj.bias);
+        context = ctx;
+    }
+    for (i = 0; i < kv->n; i++) {
+        const UnetAttention *at = u->cross_layers[i];
+        size_t D = (size_t)at->to_k.weight->shape[0];
+        kv->k[i] = p;
+        kv->v[i] = p + fl((size_t)n_ctx * D);
+        p += 2 * fl((size_t)n_ctx * D);
+        linear(kv->k[i], context, n_ctx, c->cross_attention_dim, at->to_k.weight, at->to_k.bias);
+        linear(kv->v[i], context, n_ctx, c->cross_attention_dim, at->to_v.weight, at->to_v.bias);
+    }
+    free(ctx);
+}
+
+void unet_cross_kv_free(UnetCrossKV *kv)
+{
+    free(kv->k);
+    free(kv->v);
+    free(kv->mem);
+    memset(kv, 0, sizeof *kv);
+}
+
 int unet_forward(const Unet *u, Arena *a, const float *x, int H, int W, float timestep,
-                 const float *context, int n_ctx, const float *class_vec, const PaintBias *paint,
-                 const DumpHook *hook, float *out, char err[EDIFF_ERR])
+                 const float *context, int n_ctx, const UnetCrossKV *kv, const float *class_vec,
+                 const PaintBias *paint, const DumpHook *hook, float *out, char err[EDIFF_ERR])
 {
     const UnetConfig *c = &u->config;
     int hs[UNET_MAX_LEVELS], ws[UNET_MAX_LEVELS], nl = c->n_levels, C0 = c->block_out_channels[0], C, i, j;
@@ -894,10 +972,16 @@ int unet_forward(const Unet *u, Arena *a, const float *x, int H, int W, float ti
     Skips s;
     Run r;
     if (check_input(u, H, W, context, n_ctx, class_vec, paint, hs, ws, err)) return -1;
+    if (kv && (kv->n_ctx != n_ctx || kv->n != u->n_cross)) {
+        snprintf(err, EDIFF_ERR, "cross-attention keys/values of %d context rows and %d layers, the call has %d and "
+                 "the UNet %d", kv->n_ctx, kv->n, n_ctx, u->n_cross);
+        return -1;
+    }
     m0 = arena_mark(a);
-    r.u = u; r.arena = a; r.context = context; r.n_ctx = n_ctx; r.paint = paint; r.hook = hook;
+    r.u = u; r.arena = a; r.context = context; r.n_ctx = n_ctx; r.kv = kv; r.paint = paint; r.hook = hook;
     r.temb = time_embed(&r, timestep, class_vec);
-    if (c->encoder_hid_dim) {                                      /* encoder_hid_dim_type "text_proj" */
+    if (c->encoder_hid_dim && (!kv || hook)) {                     /* encoder_hid_dim_type "text_proj" (with kv:
+                                                                      only for its dump) */
         float *ctx = arena_alloc(a, (size_t)n_ctx * c->cross_attention_dim);
         linear(ctx, context, n_ctx, c->encoder_hid_dim, u->encoder_hid_proj.weight, u->encoder_hid_proj.bias);
         dump(&r, "encoder_hid_proj", ctx, 3, n_ctx, c->cross_attention_dim, 0);

@@ -103,6 +103,7 @@ typedef struct {
     Unet      unet;
     int       R, n_ctx;
     float    *x, *context, *class_vec, *out[2];
+    UnetCrossKV kv;                    /* the context's cross-attention keys/values, as the pipeline keeps them */
     Arena     arena[2];
     T5Encoder t5;
     ClipText  clip;
@@ -169,6 +170,7 @@ static void setup_unet(Net *n, const Model *m, const char *stage)
     fill(n->x, (size_t)c->in_channels * n->R * n->R, 11);
     fill(n->context, (size_t)n->n_ctx * c->context_dim, 12);
     fill(n->class_vec, (size_t)(c->class_embed_dim ? c->class_embed_dim : 1), 13);
+    unet_cross_kv(&n->unet, n->context, n->n_ctx, &n->kv);
     bytes = unet_arena_bytes(&n->unet, n->R, n->R, n->n_ctx);
     for (b = 0; b < 2; b++) {
         n->out[b] = xmalloc((size_t)c->out_channels * n->R * n->R * sizeof(float));
@@ -181,7 +183,7 @@ static void unet_branch(void *ctx, int b)
 {
     Net *n = ctx;
     char err[EDIFF_ERR];
-    if (unet_forward(&n->unet, &n->arena[b], n->x, n->R, n->R, 0.3f, n->context, n->n_ctx,
+    if (unet_forward(&n->unet, &n->arena[b], n->x, n->R, n->R, 0.3f, n->context, n->n_ctx, &n->kv,
                      n->unet.config.class_embed_dim ? n->class_vec : NULL, NULL, NULL, n->out[b], err))
         die("unet_forward", err);
 }
@@ -214,6 +216,7 @@ static void setup_encoder(Net *n, const Model *m, const char *kind)
 
 static void free_net(Net *n)
 {
+    unet_cross_kv_free(&n->kv);
     unet_free(&n->unet);
     t5_free(&n->t5);
     clip_text_free(&n->clip);

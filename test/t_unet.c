@@ -116,8 +116,8 @@ static void pass_free(Pass *p)
 
 static int pass_run(Pass *p, const PaintBias *paint, const DumpHook *hook, char err[EDIFF_ERR])
 {
-    return unet_forward(p->u, &p->arena, p->x, p->H, p->W, p->timestep, p->context, p->n_ctx, p->class_vec, paint,
-                        hook, p->out, err);
+    return unet_forward(p->u, &p->arena, p->x, p->H, p->W, p->timestep, p->context, p->n_ctx, NULL, p->class_vec,
+                        paint, hook, p->out, err);
 }
 
 /* The forward of case c against want, and the arena bound it ran under. */
@@ -135,6 +135,21 @@ static void forward_case(TestRun *T, const Blob *ref, const Unet *u, const Cond 
         name_of(name, sizeof name, "unet.%s.%s.arena_bound", file, c);
         report(T, p.arena.peak <= p.arena.cap, name, "peak %zu of bound %zu bytes (%.0f%%)", p.arena.peak, p.arena.cap,
                100.0 * (double)p.arena.peak / (double)p.arena.cap);
+        if (p.context) {                          /* memoised keys/values: the very same numbers */
+            UnetCrossKV kv;
+            float *plain = xmalloc(n * sizeof(float));
+            int rc;
+            memcpy(plain, p.out, n * sizeof(float));
+            unet_cross_kv(u, p.context, p.n_ctx, &kv);
+            rc = unet_forward(u, &p.arena, p.x, p.H, p.W, p.timestep, p.context, p.n_ctx, &kv, p.class_vec, NULL,
+                              NULL, p.out, err);
+            name_of(name, sizeof name, "unet.%s.%s.cross_kv", file, c);
+            report(T, rc == 0 && memcmp(plain, p.out, n * sizeof(float)) == 0, name,
+                   "%d cross-attention layers' keys/values computed once: output %s", kv.n,
+                   rc ? err : memcmp(plain, p.out, n * sizeof(float)) ? "DIFFERENT" : "bit-identical");
+            unet_cross_kv_free(&kv);
+            free(plain);
+        }
     }
     pass_free(&p);
     free(want);
@@ -308,11 +323,12 @@ static void threads_and_errors(TestRun *T, const Blob *ref, const Unet *u, const
     report(T, same, "unet.a.threads_bit_identical", "1 vs 2 threads: %s", same ? "identical" : "DIFFERENT");
     free(one);
 
-    rc = unet_forward(u, &p.arena, p.x, p.H, p.W, p.timestep, NULL, 0, p.class_vec, NULL, NULL, p.out, err);
+    rc = unet_forward(u, &p.arena, p.x, p.H, p.W, p.timestep, NULL, 0, NULL, p.class_vec, NULL, NULL, p.out, err);
     report(T, clear_error(rc, err, "needs a context"), "unet.a.bad_input.no_context", "%s", err);
-    rc = unet_forward(u, &p.arena, p.x, p.H, p.W, p.timestep, p.context, p.n_ctx, NULL, NULL, NULL, p.out, err);
+    rc = unet_forward(u, &p.arena, p.x, p.H, p.W, p.timestep, p.context, p.n_ctx, NULL, NULL, NULL, NULL, p.out, err);
     report(T, clear_error(rc, err, "class_vec is needed"), "unet.a.bad_input.no_class_vec", "%s", err);
-    rc = unet_forward(u, &p.arena, p.x, 0, p.W, p.timestep, p.context, p.n_ctx, p.class_vec, NULL, NULL, p.out, err);
+    rc = unet_forward(u, &p.arena, p.x, 0, p.W, p.timestep, p.context, p.n_ctx, NULL, p.class_vec, NULL, NULL, p.out,
+                      err);
     report(T, clear_error(rc, err, "too small"), "unet.a.bad_input.empty_image", "%s", err);
     report(T, p.arena.used == 0, "unet.a.arena_left_as_found", "%zu bytes still in use after the calls", p.arena.used);
     pass_free(&p);
@@ -374,7 +390,7 @@ static void model_b_extras(TestRun *T, const Blob *ref, const Unet *u, const Con
     memset(x, 0, sizeof x);
     memset(ctx, 0, sizeof ctx);
     if (arena_init(&a, 1 << 20, err)) return;
-    rc = unet_forward(u, &a, x, 1, 1, 0.0f, ctx, 1, NULL, NULL, NULL, out, err);   /* padding 0 needs 2 pixels */
+    rc = unet_forward(u, &a, x, 1, 1, 0.0f, ctx, 1, NULL, NULL, NULL, NULL, out, err);   /* padding 0 needs 2 pixels */
     report(T, clear_error(rc, err, "too small"), "unet.b.bad_input.1x1", "%s", err);
     arena_free(&a);
 }
