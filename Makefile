@@ -4,7 +4,8 @@
 #   make            ./ediff
 #   make test       build and run the whole suite (ends with "N passed, N failed")
 #   make sanitize   the same suite under -fsanitize=address,undefined
-#   make bench      ediff's ops (portable and NATIVE=1 builds) against PyTorch, one table (test/bench.py)
+#   make bench      ediff's ops and model (portable and NATIVE=1 builds) against PyTorch, one table
+#                   (test/bench.py; BENCH_ARGS="--model FILE" for another blob than weights/ediff-tiny.bin)
 #   make clean
 
 CC      ?= cc
@@ -62,8 +63,8 @@ test: ediff $(BUILD)/test-run
 	@mkdir -p test/out
 	$(BUILD)/test-run --ediff ./ediff $(TESTS)
 
-# The benchmark: the same bench program built portable and with NATIVE=1, run by test/bench.py beside
-# PyTorch (its Python: .venv/bin/python here or in a parent folder, else python3; PYTHON=... to choose).
+# The benchmark: the same bench program (and ediff) built portable and with NATIVE=1, run by test/bench.py
+# beside PyTorch (its Python: .venv/bin/python here or in a parent folder, else python3; PYTHON=... to choose).
 PYTHON  ?= $(firstword $(wildcard .venv/bin/python ../.venv/bin/python ../../.venv/bin/python) python3)
 BENCH_PORTABLE = build/bench-$(notdir $(CC))$(if $(filter 1,$(OMP)),-omp)
 BENCH_NATIVE   = $(BENCH_PORTABLE)-native
@@ -71,8 +72,8 @@ $(BUILD)/bench: $(BUILD)/test/bench.o $(LIB_OBJ)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 bench:
-	@$(MAKE) --no-print-directory -s BUILD=$(BENCH_PORTABLE) NATIVE=0 $(BENCH_PORTABLE)/bench
-	@$(MAKE) --no-print-directory -s BUILD=$(BENCH_NATIVE) NATIVE=1 $(BENCH_NATIVE)/bench
+	@$(MAKE) --no-print-directory -s BUILD=$(BENCH_PORTABLE) NATIVE=0 $(BENCH_PORTABLE)/bench $(BENCH_PORTABLE)/ediff
+	@$(MAKE) --no-print-directory -s BUILD=$(BENCH_NATIVE) NATIVE=1 $(BENCH_NATIVE)/bench $(BENCH_NATIVE)/ediff
 	$(PYTHON) test/bench.py --portable $(BENCH_PORTABLE)/bench --native $(BENCH_NATIVE)/bench $(BENCH_ARGS)
 
 SANFLAGS = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all

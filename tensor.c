@@ -509,25 +509,32 @@ static int kc_step(int K)
 }
 
 /* Computes the block [m0, m1) x [n0, n1) of C on the calling thread. Every C element sums k in
- * ascending KC slices whatever the block, so how C is split between threads never changes a bit. */
+ * ascending KC slices whatever the block, so how C is split between threads never changes a bit.
+ * When the rows fit one MC block (every GEMM of the model: a few hundred output channels or tokens at
+ * most), A's panels are packed first and each B panel just before the row panels use it, so it goes
+ * from the packing straight into L1; otherwise the whole KC x NC block of B is packed first and reused
+ * by every MC block of rows. */
 static void gemm_block(const Gemm *g)
 {
-    int jc, pc, ic, ir, jr, ks = kc_step(g->K);
+    int jc, pc, ic, ir, jr, ks = kc_step(g->K), one_mc = g->m1 - g->m0 <= MC;
     for (jc = g->n0; jc < g->n1; jc += NC) {
         int nc = imin(NC, g->n1 - jc), np = (nc + NR - 1) / NR;
         for (pc = 0; pc < g->K; pc += ks) {
             int kc = imin(ks, g->K - pc), beta = g->accumulate || pc > 0;
-            for (jr = 0; jr < np; jr++)
+            for (jr = 0; !one_mc && jr < np; jr++)
                 pack_b_panel(g->pb + (size_t)jr * kc * NR, g->B, pc, kc, jc + jr * NR, imin(NR, nc - jr * NR));
             for (ic = g->m0; ic < g->m1; ic += MC) {
                 int mc = imin(MC, g->m1 - ic), mp = (mc + MR - 1) / MR;
                 for (ir = 0; ir < mp; ir++)
                     pack_a_panel(g->pa + (size_t)ir * kc * MR, g->A, ic + ir * MR, imin(MR, mc - ir * MR), pc, kc);
-                for (jr = 0; jr < np; jr++)             /* a B micro-panel stays in L1 across ir */
+                for (jr = 0; jr < np; jr++) {           /* a B micro-panel stays in L1 across ir */
+                    const float *b = one_mc ? g->pb : g->pb + (size_t)jr * kc * NR;
+                    if (one_mc) pack_b_panel(g->pb, g->B, pc, kc, jc + jr * NR, imin(NR, nc - jr * NR));
                     for (ir = 0; ir < mp; ir++)
-                        micro_kernel(kc, g->pa + (size_t)ir * kc * MR, g->pb + (size_t)jr * kc * NR,
+                        micro_kernel(kc, g->pa + (size_t)ir * kc * MR, b,
                                      g->C + (long)(ic + ir * MR) * g->ldc + jc + jr * NR, g->ldc,
                                      imin(MR, mc - ir * MR), imin(NR, nc - jr * NR), beta);
+                }
             }
         }
     }
@@ -537,7 +544,8 @@ static void gemm_block(const Gemm *g)
 static float *gemm_buffers(int m, int n, int K, float **pa, float **pb)
 {
     size_t kc = (size_t)kc_step(K);
-    size_t na = (size_t)(imin(MC, m) + MR - 1) / MR * MR * kc, nb = (size_t)(imin(NC, n) + NR - 1) / NR * NR * kc;
+    size_t na = (size_t)(imin(MC, m) + MR - 1) / MR * MR * kc;
+    size_t nb = (m <= MC ? NR : (size_t)(imin(NC, n) + NR - 1) / NR * NR) * kc;     /* one panel, or a block */
     float *buf = xmalloc((na + nb) * sizeof(float));
     *pa = buf;
     *pb = buf + na;
