@@ -19,8 +19,9 @@ OMP := $(shell printf '\043include <omp.h>\nint main(void){return omp_get_max_th
 endif
 OMPFLAG  = $(if $(filter 1,$(OMP)),-fopenmp)
 # Floating point: the portable build never contracts a*b+c into an FMA (gcc's -std=c99 default, made
-# explicit for clang), so it rounds the same on every machine. NATIVE=1 builds for this CPU, lets the
-# compiler fuse multiply-adds and, on x86, use full-width AVX-512: faster, and rounded differently
+# explicit for clang); only the GEMM micro-kernel fuses, explicitly (fmaf), where the CPU has FMA, so it
+# rounds the same on every machine with FMA. NATIVE=1 builds for this CPU, lets the compiler fuse
+# multiply-adds everywhere and, on x86, use full-width AVX-512: a little faster, and rounded differently
 # (still the same for every thread count).
 NATIVE_FLAGS = -march=native -ffp-contract=fast $(if $(filter x86_64 amd64,$(shell uname -m)),-mprefer-vector-width=512)
 ARCH     = $(if $(filter 1,$(NATIVE)),$(NATIVE_FLAGS),-ffp-contract=off)

@@ -333,17 +333,20 @@ OMP(omp parallel for num_threads(team > 1 ? team : 1) schedule(static) if (team 
 #define MC 480          /* multiple of MR */
 #define NC 2048         /* multiple of NR */
 
-/* The micro-kernel, the packing and the other hot loops are compiled for AVX-512, AVX2 and baseline
- * x86-64 (SSE2), and the best one the CPU has is picked when the program starts (GCC/clang function
- * multi-versioning, via the ELF ifunc of glibc): the default build runs on any x86-64 yet uses
- * AVX-512 where present. Every version computes the same products and sums in the same order (the
- * default build never contracts a*b+c into an FMA), so results are bit-identical whichever version
- * runs, and with gcc or clang. NATIVE=1 builds (-march=native) need no dispatch; -DEDIFF_NO_DISPATCH
- * builds only the baseline version. */
+/* The packing and the other hot loops are compiled for AVX-512, AVX2 and baseline x86-64 (SSE2), and
+ * the best one the CPU has is picked when the program starts (GCC/clang function multi-versioning, via
+ * the ELF ifunc of glibc): the default build runs on any x86-64 yet uses AVX-512 where present. Every
+ * version computes the same operations in the same order, and the portable build never contracts
+ * a*b+c into a fused multiply-add (-ffp-contract=off), so they give the same bits, with gcc or clang.
+ * NATIVE=1 builds (-march=native) need no dispatch; -DEDIFF_NO_DISPATCH builds only the baseline. */
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__GLIBC__) && !defined(__AVX512F__) && !defined(EDIFF_NO_DISPATCH)
 #define KERNEL_VERSIONS __attribute__((target_clones("avx512f", "avx2", "default")))
+#define FMA_DISPATCH 1
+#define INLINE_ALWAYS inline __attribute__((always_inline))   /* into each instruction-set version */
 #else
 #define KERNEL_VERSIONS
+#define FMA_DISPATCH 0
+#define INLINE_ALWAYS inline
 #endif
 /* clang vectorises the row loop of the micro-kernel (with gathers) instead of its column loop unless
  * told not to; other compilers need no hint. */
@@ -466,9 +469,12 @@ static KERNEL_VERSIONS void pack_b_panel(float *dst, const Mat *B, int k0, int k
 
 /* The micro-kernel: acc[MR][NR] = sum over k of a[i*kc + k] * b[k*NR + j] (k ascending), then the
  * mr x nr corner of the C tile = acc (+ C when accumulate). The compiler keeps acc in vector
- * registers and turns the j loop into vector multiplies and adds of a broadcast ak[i]. */
-static KERNEL_VERSIONS void micro_kernel(int kc, const float *restrict a, const float *restrict b,
-                                         float *restrict C, long ldc, int mr, int nr, int accumulate)
+ * registers and turns the j loop into vector multiply-adds of a broadcast ak[i]. With `fused`, each
+ * step is one fused multiply-add, fmaf (C99: a*b + c rounded once), which is both the fastest and a
+ * fully specified result: every machine with FMA instructions gives the same bits. Without, a multiply
+ * and an add (rounded twice), which is what a CPU without FMA does fast. */
+static INLINE_ALWAYS void micro_kernel_body(int kc, const float *restrict a, const float *restrict b, float *restrict C,
+                                     long ldc, int mr, int nr, int accumulate, int fused)
 {
     float acc[MR][NR], ak[MR];
     int i, j, k;
@@ -478,7 +484,7 @@ static KERNEL_VERSIONS void micro_kernel(int kc, const float *restrict a, const 
         for (i = 0; i < MR; i++) ak[i] = a[i * kc + k];
         NO_VECTORIZE
         for (i = 0; i < MR; i++)
-            for (j = 0; j < NR; j++) acc[i][j] += ak[i] * b[j];
+            for (j = 0; j < NR; j++) acc[i][j] = fused ? fmaf(ak[i], b[j], acc[i][j]) : acc[i][j] + ak[i] * b[j];
     }
     if (mr == MR && nr == NR) {
         if (accumulate) for (i = 0; i < MR; i++) for (j = 0; j < NR; j++) C[i * ldc + j] += acc[i][j];
@@ -488,6 +494,43 @@ static KERNEL_VERSIONS void micro_kernel(int kc, const float *restrict a, const 
         else            for (i = 0; i < mr; i++) for (j = 0; j < nr; j++) C[i * ldc + j] = acc[i][j];
     }
 }
+
+#define MICRO_KERNEL_ARGS int kc, const float *restrict a, const float *restrict b, float *restrict C, long ldc, \
+                          int mr, int nr, int accumulate
+#if FMA_DISPATCH
+/* The portable x86-64 build fuses where the CPU can (AVX-512 or AVX2 with FMA, checked at each call:
+ * a load and a test), and keeps the unfused baseline for x86-64 CPUs without FMA. */
+static __attribute__((target("avx512f,fma"))) void micro_kernel_avx512(MICRO_KERNEL_ARGS)
+{
+    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 1);
+}
+
+static __attribute__((target("avx2,fma"))) void micro_kernel_avx2(MICRO_KERNEL_ARGS)
+{
+    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 1);
+}
+
+static void micro_kernel(MICRO_KERNEL_ARGS)
+{
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
+        micro_kernel_avx512(kc, a, b, C, ldc, mr, nr, accumulate);
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        micro_kernel_avx2(kc, a, b, C, ldc, mr, nr, accumulate);
+    else
+        micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 0);
+}
+#else
+/* Other builds fuse when the target has FMA (FP_FAST_FMAF: fmaf is an instruction), e.g. NATIVE=1 on a
+ * current x86 or any 64-bit ARM. */
+static void micro_kernel(MICRO_KERNEL_ARGS)
+{
+#ifdef FP_FAST_FMAF
+    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 1);
+#else
+    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 0);
+#endif
+}
+#endif
 
 /* One GEMM call, or the part of it one thread computes: rows m0..m1-1 and columns n0..n1-1 of C,
  * with its own packing buffers (MC x KC and KC x NC floats, or less). */
