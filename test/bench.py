@@ -19,7 +19,7 @@ test/ref/pipeline.bin; --model chooses): PyTorch loads them with weights/ediffi.
 `ediff PROMPT --model BLOB -t N` (a fresh process: load, tokenise, encode, every stage at its default
 steps, PNG) against Pipeline.generate (encode, every stage, CFG's two branches batched) in a PyTorch
 process that has imported and loaded everything beforehand; peak RSS is each process's high-water
-mark (ediff's from wait4, PyTorch's VmHWM, which includes torch itself).
+mark (ediff's from getrusage of a small parent process, PyTorch's VmHWM, which includes torch itself).
 
 PyTorch is the reference only if its BLAS is a real one: a build on the reference BLAS (about
 6 GFLOP/s) is refused, by its build configuration and by a measured sgemm.
@@ -188,19 +188,29 @@ def fmt_gf(flop, t):
 
 # --- the whole image --------------------------------------------------------------------------------
 
+# Runs argv[1:] in a process forked from this small one, so that its peak RSS is its own: a child
+# forked from the bench (hundreds of MB with torch) would inherit the bench's high-water mark through exec.
+RUN_CHILD = """
+import os, resource, sys, time
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status = os.waitpid(pid, 0)
+seconds = time.perf_counter() - t0
+print(seconds, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, os.waitstatus_to_exitcode(status))
+"""
+
+
 def ediff_image(program, model, threads):
-    """One `ediff PROMPT` run in a fresh process: (wall seconds, peak RSS bytes from wait4)."""
+    """One `ediff PROMPT` run in a fresh process: (wall seconds, peak RSS bytes)."""
     with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen([program, PROMPT, "--model", model, "-t", str(threads), "-o", f"{tmp}/bench.png"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        if proc.returncode != 0:
-            sys.exit(f"bench: {program} failed ({proc.returncode}): {proc.stderr.read().decode().strip()}")
-        proc.stderr.close()
-    return seconds, usage.ru_maxrss * 1024
+        run = subprocess.run([sys.executable, "-S", "-c", RUN_CHILD, program, PROMPT, "--model", model, "-t",
+                              str(threads), "-o", f"{tmp}/bench.png"], capture_output=True, text=True)
+    fields = run.stdout.split()
+    if run.returncode != 0 or len(fields) != 3 or fields[2] != "0":
+        sys.exit(f"bench: {program} failed: {run.stderr.strip()}")
+    return float(fields[0]), int(fields[1])
 
 
 def torch_image_server(model):
