@@ -467,24 +467,27 @@ static KERNEL_VERSIONS void pack_b_panel(float *dst, const Mat *B, int k0, int k
         for (j = nc; j < NR; j++) dst[k * NR + j] = 0.0f;
 }
 
-/* The micro-kernel: acc[MR][NR] = sum over k of a[i*kc + k] * b[k*NR + j] (k ascending), then the
- * mr x nr corner of the C tile = acc (+ C when accumulate). The compiler keeps acc in vector
+/* The micro-kernel: acc[MR][NR] = sum over k of a[i*kc + k] * b[boff[k] + j] (k ascending), then the
+ * mr x nr corner of the C tile = acc (+ C when accumulate). Row k of the B panel is at b + boff[k]:
+ * k*NR in a packed panel, or where an im2col row lies in the image itself (see im2col_in_place). The compiler keeps acc in vector
  * registers and turns the j loop into vector multiply-adds of a broadcast ak[i]. With `fused`, each
  * step is one fused multiply-add, fmaf (C99: a*b + c rounded once), which is both the fastest and a
  * fully specified result: every machine with FMA instructions gives the same bits. Without, a multiply
  * and an add (rounded twice), which is what a CPU without FMA does fast. */
-static INLINE_ALWAYS void micro_kernel_body(int kc, const float *restrict a, const float *restrict b, float *restrict C,
-                                     long ldc, int mr, int nr, int accumulate, int fused)
+static INLINE_ALWAYS void micro_kernel_body(int kc, const float *restrict a, const float *restrict b,
+                                            const int *boff, float *restrict C, long ldc, int mr, int nr,
+                                            int accumulate, int fused)
 {
     float acc[MR][NR], ak[MR];
     int i, j, k;
     for (i = 0; i < MR; i++)
         for (j = 0; j < NR; j++) acc[i][j] = 0.0f;
-    for (k = 0; k < kc; k++, b += NR) {
+    for (k = 0; k < kc; k++) {
+        const float *bk = b + boff[k];
         for (i = 0; i < MR; i++) ak[i] = a[i * kc + k];
         NO_VECTORIZE
         for (i = 0; i < MR; i++)
-            for (j = 0; j < NR; j++) acc[i][j] = fused ? fmaf(ak[i], b[j], acc[i][j]) : acc[i][j] + ak[i] * b[j];
+            for (j = 0; j < NR; j++) acc[i][j] = fused ? fmaf(ak[i], bk[j], acc[i][j]) : acc[i][j] + ak[i] * bk[j];
     }
     if (mr == MR && nr == NR) {
         if (accumulate) for (i = 0; i < MR; i++) for (j = 0; j < NR; j++) C[i * ldc + j] += acc[i][j];
@@ -495,29 +498,29 @@ static INLINE_ALWAYS void micro_kernel_body(int kc, const float *restrict a, con
     }
 }
 
-#define MICRO_KERNEL_ARGS int kc, const float *restrict a, const float *restrict b, float *restrict C, long ldc, \
-                          int mr, int nr, int accumulate
+#define MICRO_KERNEL_ARGS int kc, const float *restrict a, const float *restrict b, const int *boff, \
+                          float *restrict C, long ldc, int mr, int nr, int accumulate
 #if FMA_DISPATCH
 /* The portable x86-64 build fuses where the CPU can (AVX-512 or AVX2 with FMA, checked at each call:
  * a load and a test), and keeps the unfused baseline for x86-64 CPUs without FMA. */
 static __attribute__((target("avx512f,fma"))) void micro_kernel_avx512(MICRO_KERNEL_ARGS)
 {
-    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 1);
+    micro_kernel_body(kc, a, b, boff, C, ldc, mr, nr, accumulate, 1);
 }
 
 static __attribute__((target("avx2,fma"))) void micro_kernel_avx2(MICRO_KERNEL_ARGS)
 {
-    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 1);
+    micro_kernel_body(kc, a, b, boff, C, ldc, mr, nr, accumulate, 1);
 }
 
 static void micro_kernel(MICRO_KERNEL_ARGS)
 {
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma"))
-        micro_kernel_avx512(kc, a, b, C, ldc, mr, nr, accumulate);
+        micro_kernel_avx512(kc, a, b, boff, C, ldc, mr, nr, accumulate);
     else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-        micro_kernel_avx2(kc, a, b, C, ldc, mr, nr, accumulate);
+        micro_kernel_avx2(kc, a, b, boff, C, ldc, mr, nr, accumulate);
     else
-        micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 0);
+        micro_kernel_body(kc, a, b, boff, C, ldc, mr, nr, accumulate, 0);
 }
 #else
 /* Other builds fuse when the target has FMA (FP_FAST_FMAF: fmaf is an instruction), e.g. NATIVE=1 on a
@@ -525,9 +528,9 @@ static void micro_kernel(MICRO_KERNEL_ARGS)
 static void micro_kernel(MICRO_KERNEL_ARGS)
 {
 #ifdef FP_FAST_FMAF
-    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 1);
+    micro_kernel_body(kc, a, b, boff, C, ldc, mr, nr, accumulate, 1);
 #else
-    micro_kernel_body(kc, a, b, C, ldc, mr, nr, accumulate, 0);
+    micro_kernel_body(kc, a, b, boff, C, ldc, mr, nr, accumulate, 0);
 #endif
 }
 #endif
@@ -551,19 +554,42 @@ static int kc_step(int K)
     return (K + slices - 1) / slices;
 }
 
+/* Whether B's column panels can be read in place, unpacked: an im2col view with stride 1 and no padding
+ * (conv2d pads a copy) whose output rows hold whole panels. Row k of a panel is then NR consecutive
+ * pixels of the image, at an offset that depends on k alone (its channel and tap). */
+static int im2col_in_place(const Mat *B)
+{
+    return B->kind == MAT_IM2COL && B->stride == 1 && B->pad == 0 && B->wout % NR == 0;
+}
+
+/* Row offsets of the panels of rows k0..k0+kc-1: k*NR in a packed panel; in place, the offset of tap
+ * (ci, ky, kx) of row k from the panel's first pixel. */
+static void panel_offsets(int *boff, const Mat *B, int k0, int kc, int in_place)
+{
+    int k;
+    for (k = 0; k < kc; k++) {
+        int r = k0 + k;
+        boff[k] = in_place ? (r / (B->kh * B->kw) * B->h + r / B->kw % B->kh * B->dil) * B->w + r % B->kw * B->dil
+                           : k * NR;
+    }
+}
+
 /* Computes the block [m0, m1) x [n0, n1) of C on the calling thread. Every C element sums k in
  * ascending KC slices whatever the block, so how C is split between threads never changes a bit.
  * When the rows fit one MC block (every GEMM of the model: a few hundred output channels or tokens at
  * most), A's panels are packed first and each B panel just before the row panels use it, so it goes
- * from the packing straight into L1; otherwise the whole KC x NC block of B is packed first and reused
- * by every MC block of rows. */
+ * from the packing straight into L1 (or, for a 3x3 convolution whose rows hold whole panels, is read
+ * in place from the image: no packing at all); otherwise the whole KC x NC block of B is packed first
+ * and reused by every MC block of rows. */
 static void gemm_block(const Gemm *g)
 {
     int jc, pc, ic, ir, jr, ks = kc_step(g->K), one_mc = g->m1 - g->m0 <= MC;
+    int in_place = one_mc && im2col_in_place(g->B), boff[KC];
     for (jc = g->n0; jc < g->n1; jc += NC) {
         int nc = imin(NC, g->n1 - jc), np = (nc + NR - 1) / NR;
         for (pc = 0; pc < g->K; pc += ks) {
             int kc = imin(ks, g->K - pc), beta = g->accumulate || pc > 0;
+            panel_offsets(boff, g->B, pc, kc, in_place);
             for (jr = 0; !one_mc && jr < np; jr++)
                 pack_b_panel(g->pb + (size_t)jr * kc * NR, g->B, pc, kc, jc + jr * NR, imin(NR, nc - jr * NR));
             for (ic = g->m0; ic < g->m1; ic += MC) {
@@ -571,11 +597,13 @@ static void gemm_block(const Gemm *g)
                 for (ir = 0; ir < mp; ir++)
                     pack_a_panel(g->pa + (size_t)ir * kc * MR, g->A, ic + ir * MR, imin(MR, mc - ir * MR), pc, kc);
                 for (jr = 0; jr < np; jr++) {           /* a B micro-panel stays in L1 across ir */
-                    const float *b = one_mc ? g->pb : g->pb + (size_t)jr * kc * NR;
-                    if (one_mc) pack_b_panel(g->pb, g->B, pc, kc, jc + jr * NR, imin(NR, nc - jr * NR));
+                    int c0 = jc + jr * NR;
+                    const float *b = g->pb + (one_mc ? 0 : (size_t)jr * kc * NR);
+                    if (in_place) b = (const float *)g->B->p + (long)(c0 / g->B->wout) * g->B->w + c0 % g->B->wout;
+                    else if (one_mc) pack_b_panel(g->pb, g->B, pc, kc, c0, imin(NR, nc - jr * NR));
                     for (ir = 0; ir < mp; ir++)
-                        micro_kernel(kc, g->pa + (size_t)ir * kc * MR, b,
-                                     g->C + (long)(ic + ir * MR) * g->ldc + jc + jr * NR, g->ldc,
+                        micro_kernel(kc, g->pa + (size_t)ir * kc * MR, b, boff,
+                                     g->C + (long)(ic + ir * MR) * g->ldc + c0, g->ldc,
                                      imin(MR, mc - ir * MR), imin(NR, nc - jr * NR), beta);
                 }
             }
