@@ -81,11 +81,13 @@ for n, i, o, dt in [(4, 24, 17, "f32"), (33, 64, 40, "f16")]:
     add("linear", f"{n}x{i}to{o}.{dt}", x=x, w=W, b=b, want=want)
 
 # --- conv2d (weights f32, or f16 converted while packing; 16x20x18 -> 24: im2col panels spanning two output
-# rows, three row panels)
+# rows, three row panels; widths 64 and 32 at stride 1: panels read in place from the padded image, one
+# K slice and two)
 for cin, h, w, cout, k, s, p, bias, wdt in [(3, 7, 9, 5, 3, 1, 1, 1, "f32"), (8, 11, 10, 6, 3, 2, 1, 1, "f32"),
                                             (6, 5, 5, 7, 1, 1, 0, 1, "f32"), (3, 32, 32, 16, 4, 4, 0, 0, "f32"),
                                             (4, 6, 7, 3, 5, 1, 2, 1, "f32"), (16, 20, 18, 24, 3, 1, 1, 1, "f16"),
-                                            (9, 12, 13, 17, 3, 2, 1, 1, "f16")]:
+                                            (9, 12, 13, 17, 3, 2, 1, 1, "f16"), (10, 5, 64, 12, 3, 1, 1, 1, "f16"),
+                                            (40, 4, 32, 9, 3, 1, 1, 0, "f32")]:
     x, W, b = f32(cin, h, w), rounded(f32(cout, cin, k, k, scale=0.3), wdt), f32(cout)
     want = F.conv2d(d64(x)[None], d64(W), d64(b) if bias else None, stride=s, padding=p)[0].numpy()
     add("conv2d", f"{cin}x{h}x{w}.k{k}s{s}p{p}" + ("" if bias else ".nobias") + ("" if wdt == "f32" else "." + wdt),
