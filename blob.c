@@ -33,11 +33,13 @@
 
 /* ------------------------------------------------------------------ CRC-32 ------------------------ */
 
-/* CRC-32 of zlib and PNG (reflected polynomial 0xEDB88320), slicing by 4 over a table built once
- * per call chain. `crc` is the running value (0 to start). */
+/* CRC-32 of zlib and PNG (reflected polynomial 0xEDB88320), slicing by 8 (Kounavis & Berry 2005: eight
+ * table lookups per 8 bytes, independent of each other) over tables built at each call (8 KiB, a few
+ * microseconds; the blob check at start-up reads the whole file through it). `crc` is the running
+ * value (0 to start). */
 uint32_t crc32_update(uint32_t crc, const void *data, size_t n)
 {
-    uint32_t table[4][256];
+    uint32_t table[8][256];
     const uint8_t *p = data;
     uint32_t c = ~crc;
     int i, k;
@@ -47,12 +49,14 @@ uint32_t crc32_update(uint32_t crc, const void *data, size_t n)
         table[0][i] = v;
     }
     for (i = 0; i < 256; i++)
-        for (k = 1; k < 4; k++) table[k][i] = (table[k - 1][i] >> 8) ^ table[0][table[k - 1][i] & 255];
-    while (n >= 4) {
-        c ^= (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-        c = table[3][c & 255] ^ table[2][(c >> 8) & 255] ^ table[1][(c >> 16) & 255] ^ table[0][c >> 24];
-        p += 4;
-        n -= 4;
+        for (k = 1; k < 8; k++) table[k][i] = (table[k - 1][i] >> 8) ^ table[0][table[k - 1][i] & 255];
+    while (n >= 8) {
+        uint32_t lo = c ^ ((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24);
+        uint32_t hi = (uint32_t)p[4] | (uint32_t)p[5] << 8 | (uint32_t)p[6] << 16 | (uint32_t)p[7] << 24;
+        c = table[7][lo & 255] ^ table[6][(lo >> 8) & 255] ^ table[5][(lo >> 16) & 255] ^ table[4][lo >> 24] ^
+            table[3][hi & 255] ^ table[2][(hi >> 8) & 255] ^ table[1][(hi >> 16) & 255] ^ table[0][hi >> 24];
+        p += 8;
+        n -= 8;
     }
     while (n--) c = table[0][(c ^ *p++) & 255] ^ (c >> 8);
     return ~c;
