@@ -497,7 +497,8 @@ typedef struct {
     Arena          *arena;
     int             n_ctx;
     float         **context;       /* [experts] -> [n_ctx, dim_k], owned */
-    UnetCrossKV    *kv;            /* [experts]: the cross-attention keys/values of context[k], owned */
+    UnetCrossKV    *kv;            /* [experts]: the cross-attention keys/values of context[k], computed at
+                                      the expert's first call (in this branch's thread), owned */
     float         **class_vec;     /* [experts] -> [class_embed_dim_k], owned */
     const Painting *paint;         /* NULL: unpainted */
     double          paint_weight;  /* w' */
@@ -525,7 +526,6 @@ static void branch_init(Branch *b, const char *name, const Stage *st, const Cond
         b->class_vec[k] = xmalloc((size_t)st->unet[k].config.class_embed_dim * sizeof(float));
         cond_context(cd, c->t5_tokens, L5, c->clip_tokens, CLIP_CONTEXT, c->clip_image_embed, b->context[k]);
         cond_class_vector(cd, c->clip_text_embed, c->clip_image_embed, aug, aug ? st->cfg.aug_dim : 0, b->class_vec[k]);
-        unet_cross_kv(&st->unet[k], b->context[k], b->n_ctx, &b->kv[k]);
     }
 }
 
@@ -566,6 +566,7 @@ static void expert_forward(void *ctx, int k, const float *input, float c_noise, 
             snprintf(prefix, sizeof prefix, "%s/%s/%s.%d.unet.", b->dump->scope, b->name, st->cfg.name, k);
             hook = dump_hook(b->dump->dump, prefix, 0);
         }
+        if (!b->kv[k].k) unet_cross_kv(&st->unet[k], b->context[k], b->n_ctx, &b->kv[k]);
         if (unet_forward(&st->unet[k], b->arena, input, R, R, c_noise, b->context[k], b->n_ctx, &b->kv[k],
                          b->class_vec[k], b->paint ? &paint : NULL, dumped ? &hook : NULL, out, b->err) == 0)
             return;
