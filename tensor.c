@@ -384,6 +384,28 @@ static KERNEL_VERSIONS void pack_a_panel(float *dst, const Mat *A, int r0, int n
     if (nr < MR) memset(dst + (size_t)nr * kc, 0, (size_t)(MR - nr) * kc * sizeof(float));
 }
 
+/* dst[k*NR + j] = v_j[k] for n vectors v_j = p[off + j*stride + k] (k < kc) of a float dtype: a B panel
+ * of column-contiguous columns (B = Wᵀ of a row-major W). Read the n vectors k by k and store each row
+ * contiguously: what compilers vectorise best here (in a micro-benchmark, 1.5x faster than converting
+ * each column as a run and transposing after). */
+static inline void gather_columns(float *dst, int n, const void *p, int dtype, long off, long stride, int kc)
+{
+    int j, k;
+    if (dtype == DT_F32) {
+        const float *s = (const float *)p + off;
+        for (k = 0; k < kc; k++)
+            for (j = 0; j < n; j++) dst[k * NR + j] = s[j * stride + k];
+    } else if (dtype == DT_F16) {
+        const uint16_t *s = (const uint16_t *)p + off;
+        for (k = 0; k < kc; k++)
+            for (j = 0; j < n; j++) dst[k * NR + j] = half_to_float(s[j * stride + k]);
+    } else {
+        const uint16_t *s = (const uint16_t *)p + off;
+        for (k = 0; k < kc; k++)
+            for (j = 0; j < n; j++) dst[k * NR + j] = bits_to_f32((uint32_t)s[j * stride + k] << 16);
+    }
+}
+
 /* Columns c0..c0+nc-1 of an implicit im2col matrix, rows k0..k0+kc-1, into a panel dst[k*NR + j].
  * Row r is the filter tap (ci, ky, kx), stepped through without divisions; column c is output pixel
  * (c / wout, c % wout). The panel's columns fall into runs, one per output row they touch, along which
@@ -458,10 +480,7 @@ static KERNEL_VERSIONS void pack_b_panel(float *dst, const Mat *B, int k0, int k
         for (k = 0; k < kc; k++)
             load_f32(dst + k * NR, B->p, B->dtype, (long)(k0 + k) * B->rs + (long)c0 * B->cs, B->cs, nc);
     } else {                                              /* column-contiguous: B = Wᵀ of a row-major W */
-        float col[NR][KC];                                /* columns converted as runs, then transposed */
-        for (j = 0; j < nc; j++) load_f32(col[j], B->p, B->dtype, (long)k0 + (long)(c0 + j) * B->cs, 1, kc);
-        for (k = 0; k < kc; k++)
-            for (j = 0; j < nc; j++) dst[k * NR + j] = col[j][k];
+        gather_columns(dst, nc, B->p, B->dtype, (long)k0 + (long)c0 * B->cs, B->cs, kc);
     }
     for (k = 0; k < kc; k++)
         for (j = nc; j < NR; j++) dst[k * NR + j] = 0.0f;
