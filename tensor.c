@@ -1089,14 +1089,16 @@ static int nearest_tap(int o, int in, int out)
 
 void upsample_nearest(float *y, const float *x, int C, int H, int W, int H2, int W2)
 {
-    int c;
+    int c, *tap = xmalloc((size_t)W2 * sizeof(int));          /* the source column of each output column */
+    for (c = 0; c < W2; c++) tap[c] = nearest_tap(c, W, W2);
 OMP(omp parallel for schedule(static) if ((double)C * H2 * W2 >= PAR_WORK))
     for (c = 0; c < C; c++)
         for (int oy = 0; oy < H2; oy++) {
             const float *xr = x + ((long)c * H + nearest_tap(oy, H, H2)) * W;
             float *yr = y + ((long)c * H2 + oy) * W2;
-            for (int ox = 0; ox < W2; ox++) yr[ox] = xr[nearest_tap(ox, W, W2)];
+            for (int ox = 0; ox < W2; ox++) yr[ox] = xr[tap[ox]];
         }
+    free(tap);
 }
 
 /* Source coordinate of output index o, as torch.nn.functional.interpolate computes it. */
