@@ -543,7 +543,11 @@ static void micro_kernel(MICRO_KERNEL_ARGS)
 }
 #else
 /* Other builds fuse when the target has FMA (FP_FAST_FMAF: fmaf is an instruction), e.g. NATIVE=1 on a
- * current x86 or any 64-bit ARM. */
+ * current x86 or any 64-bit ARM. Kept out of gemm_block (noinline), where gcc, short of registers for
+ * the eight row pointers of the A panel, would stage them through the stack. */
+#ifdef __GNUC__
+__attribute__((noinline))
+#endif
 static void micro_kernel(MICRO_KERNEL_ARGS)
 {
 #ifdef FP_FAST_FMAF
