@@ -36,7 +36,7 @@ BENCH_SRC = test/bench.c
 TEST_SRC = $(filter-out $(BENCH_SRC),$(wildcard test/*.c))
 TEST_OBJ = $(TEST_SRC:test/%.c=$(BUILD)/test/%.o)
 
-.PHONY: all test serial sanitize bench fuzz clean FORCE
+.PHONY: all test serial replays sanitize bench fuzz clean FORCE
 all: ediff
 
 ediff: $(BUILD)/ediff
@@ -73,6 +73,8 @@ $(BUILD)/replay-%: test/fuzz/%.c test/fuzz/replay.c ediff.c $(LIB_OBJ)
 
 serial:
 	@$(MAKE) --no-print-directory OMP=0 BUILD=$(SERIAL_BUILD) $(SERIAL)
+
+replays: $(REPLAYS)
 
 test: ediff $(BUILD)/test-run $(REPLAYS) serial
 	@mkdir -p test/out
