@@ -313,7 +313,8 @@ static int write_npy(const char *file, const char *header, int floats, int nan_a
     if (nan_at >= 0) x[nan_at] = NAN;
     snprintf(path, sizeof path, DIR "/%s", file);
     f = fopen(path, "wb");
-    ok = f && fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && fputc((int)(hl & 255), f) != EOF && fputc((int)(hl >> 8), f) != EOF &&
+    ok = f && fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && fputc((int)(hl & 255), f) != EOF &&
+         fputc((int)(hl >> 8), f) != EOF &&
          fwrite(h, 1, hl, f) == hl && fwrite(x, sizeof *x, (size_t)floats, f) == (size_t)floats;
     if (f) ok = fclose(f) == 0 && ok;
     free(x);
@@ -362,7 +363,8 @@ static int make_fixtures(void)
     {                                                     /* parameters texts: A1111's sampler name; a plain one */
         const char *a1111[] = {"parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1, Size: 512x512", NULL};
         const char *plain[] = {"parameters", "a cat\nSteps: 3, Seed: 1", NULL};
-        ok &= png_write(DIR "/a1111.png", white, 1, 1, 3, a1111, err) == 0 && png_write(DIR "/params.png", white, 1, 1, 3, plain, err) == 0;
+        ok &= png_write(DIR "/a1111.png", white, 1, 1, 3, a1111, err) == 0 &&
+              png_write(DIR "/params.png", white, 1, 1, 3, plain, err) == 0;
     }
     {
         float small[3 * 8 * 8] = {0};
@@ -370,7 +372,8 @@ static int make_fixtures(void)
         ok &= npy_write(DIR "/noise_shape.npy", small, 3, shape, err) == 0;
     }
     ok &= write_npy("noise_short.npy", npy_f4, 100, -1) && write_npy("noise_nan.npy", npy_f4, 768, 5) &&
-          write_npy("noise_huge.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000, 100000), }", 0, -1) &&
+          write_npy("noise_huge.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 100000, 100000), }", 0,
+                    -1) &&
           write_npy("noise_f16.npy", "{'descr': '<f2', 'fortran_order': False, 'shape': (3, 16, 16), }", 384, -1);
     prompt = xmalloc(131072);                             /* the longest argument Linux passes: 128 KiB - 1 */
     for (i = 0; i < 131071; i++) prompt[i] = "a red fox "[i % 10];
@@ -389,7 +392,7 @@ typedef struct {
 
 #define R DIR "/"
 static const BadCase battery[] = {
-    /* ---- the command line: usage errors (exit 2) */
+    /* ---- the command line: flags, values, stage names (exit 2, or 1 once the model is read) */
     {"", 2, "ediff: no prompt"},
     {"a b", 2, "ediff: more than one prompt"},
     {"x --frobnicate 3", 2, "ediff: unknown option '--frobnicate'"},
@@ -427,32 +430,11 @@ static const BadCase battery[] = {
     {"x --sigma-min 0", 2, "ediff: --sigma-min: 0 is out of range"},
     {"x --s-churn -1", 2, "ediff: --s-churn: -1 is out of range"},
     {"x -o ''", 2, "ediff: -o: empty file name"},
-    {"\"$(printf 'caf\\351')\" " MODEL, 2, "ediff: the prompt, negative prompt or a file name is not valid UTF-8"},
-    /* with a model: errors that need it */
-    {"x --model test/out/no-such-model.bin", 1, "ediff: test/out/no-such-model.bin: cannot open"},
-    {"x --model test/ref/pipeline_style.png", 1, "ediff: test/ref/pipeline_style.png:"},
     {"x " MODEL "--steps nosuch=3", 2, "ediff: no stage 'nosuch' in this run (stages: base, sr)"},
     {"x " MODEL "--no-sr --steps sr=3", 2, "ediff: no stage 'sr' in this run (stages: base)"},
     {"x " MODEL "--sampler ddpm --steps 1001", 2, "ediff: stage 'base': sampler ddpm: ddpm takes at most 1000 steps"},
     {"x " MODEL "--sigma-min 5 --sigma-max 1", 2, "ediff: stage 'base': sampler heun: need 0 < sigma_min < sigma_max"},
     {"x " MODEL "--stage nosuch", 1, "ediff: test/ref/pipeline.bin: 'nosuch' replaces no stage"},
-    {"'a circle' " MODEL "--paint circle=test/out/no-such-mask.png", 1, "ediff: test/out/no-such-mask.png: cannot open"},
-    {"'a circle' " MODEL "--paint circle=test/ref/pipeline.bin", 1, "ediff: test/ref/pipeline.bin: not a PNG file"},
-    {"'a circle' " MODEL "--paint square=test/ref/pipeline_mask_left.png", 1, "ediff: --paint: 'square' is not in the prompt"},
-    {"'a circle' " MODEL "--paint 'red circle=test/ref/pipeline_mask_left.png'", 1, "ediff: --paint: 'red circle' is not in the prompt"},
-    {"'a circle' " MODEL "--paint circ=test/ref/pipeline_mask_left.png", 1, "ediff: --paint: 'circ' is not in the prompt"},
-    {"x " MODEL "--style-image test/out/no-such-style.png", 1, "ediff: test/out/no-such-style.png: cannot open"},
-    {"x " MODEL "--style-image test/out/rel/garbage.png", 1, "ediff: test/out/rel/garbage.png: not a PNG file"},
-    {"x " MODEL "--noise test/ref/pipeline_style.png", 1, "ediff: test/ref/pipeline_style.png: not a version-1 .npy"},
-    {"x " MODEL "--noise test/out/rel/noise_shape.npy", 1, "ediff: test/out/rel/noise_shape.npy: noise has shape [3,8,8], need [3,16,16]"},
-    {"x --model test/ref/pipeline.bin -o test/out/no-such-dir/out.png", 1,
-     "ediff: test/out/no-such-dir/out.png: cannot write to directory 'test/out/no-such-dir'"},
-    {"x --model test/ref/pipeline.bin -o test/out", 1, "ediff: test/out: is a directory"},
-    {"x " MODEL "--dump test/ref/pipeline.bin/d", 1, "ediff: --dump test/ref/pipeline.bin/d: cannot create the directory"},
-    {MODEL "--from-png test/ref/pipeline_style.png", 1, "ediff: --from-png test/ref/pipeline_style.png: no ediff parameters text"},
-    {MODEL "--from-png test/out/no-such.png", 1, "ediff: test/out/no-such.png: cannot open"},
-    {MODEL "--from-png test/out/rel/a1111.png", 2, "ediff: --from-png: unknown sampler 'Euler a'"},
-    {MODEL "--from-png test/out/rel/params.png --from-png test/out/rel/params.png", 2, "ediff: --from-png given twice"},
     {"x --threads 1025", 2, "ediff: --threads: 1025 is out of range 1..1024"},
     {"x -t ''", 2, "ediff: -t: '' is not an integer"},
     {"x --batch-count 10001", 2, "ediff: --batch-count: 10001 is out of range 1..10000"},
@@ -482,8 +464,8 @@ static const BadCase battery[] = {
      " --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1 --eta 1",
      2, "ediff: more than 64 sampler settings"},
     {"\"$(printf 'a\nb')\" --stage \"$(printf 'x\ny')\" " MODEL, 1, "ediff: " TOY ": 'x\\x0ay' replaces no stage"},
-
-    /* ---- prompts: invalid UTF-8 anywhere in the parameters text is refused before any work */
+    /* ---- prompts: any bytes; invalid UTF-8 is refused before any work; good edge cases */
+    {"\"$(printf 'caf\\351')\" " MODEL, 2, "ediff: the prompt, negative prompt or a file name is not valid UTF-8"},
     {"-n \"$(printf 'caf\351')\" x " MODEL, 2, "ediff: the prompt, negative prompt or a file name is not valid UTF-8"},
     {"\"$(printf '\300\257')\" " MODEL, 2, "ediff: the prompt, negative prompt or a file name is not valid UTF-8"},
     {"\"$(printf '\355\240\200')\" " MODEL, 2, "ediff: the prompt, negative prompt or a file name is not valid UTF-8"},
@@ -495,8 +477,9 @@ static const BadCase battery[] = {
     {"\"$(printf '\001\177\360\237\231\202 \303\251')\" " MODEL "--steps 2", 0, NULL},
     {"\"$(cat " R "prompt128k.txt)\" " MODEL "--steps 2", 0, NULL},
     {MODEL "--from-png " R "params10m.png", 1, "ediff: " R "params10m.png: zTXt chunk 'parameters': zlib stream: more data than"},
-
-    /* ---- blobs: the file */
+    /* ---- blobs: the file (header, metadata, tensor table), made from the toy blob by write_patches */
+    {"x --model test/out/no-such-model.bin", 1, "ediff: test/out/no-such-model.bin: cannot open"},
+    {"x --model test/ref/pipeline_style.png", 1, "ediff: test/ref/pipeline_style.png:"},
     {"x --model " R "empty.bin", 1, "ediff: " R "empty.bin: file is empty"},
     {"x --model " R "short.bin", 1, "ediff: " R "short.bin: file is 10 bytes, shorter than the 64-byte header"},
     {"x --model " R "half.bin", 1, "ediff: " R "half.bin: header says 1448256 bytes, file has 724128 (truncated or padded)"},
@@ -525,8 +508,7 @@ static const BadCase battery[] = {
     {"x --model " R, 1, "ediff: " R ": not a regular file"},
     {"x --model /dev/zero", 1, "ediff: /dev/zero: not a regular file"},
     {"x --model ''", 1, "ediff: : cannot open"},
-
-    /* ---- blobs: configurations that contradict the tensors or are out of range */
+    /* ---- blobs: configurations that contradict the tensors or are out of range (write_variant) */
     {"x --model " R "t5_width.bin", 1, "ediff: " R "t5_width.bin: tensor 't5.shared.weight' has shape [32128,4], the config needs [32128,8]"},
     {"x --model " R "unet_width.bin", 1, "ediff: " R "unet_width.bin: tensor 'base.0.unet."},
     {"x --model " R "no_conv_in.bin", 1, "ediff: " R "no_conv_in.bin: missing tensor 'base.1.unet.conv_in.weight'"},
@@ -553,8 +535,18 @@ static const BadCase battery[] = {
     {"x --model " R "vocab.bin", 1, "ediff: clip text: token id 49406 at position 0 is outside the vocabulary (64 ids)"},
     {"x --model " R "spiece.bin", 1, "ediff: " R "spiece.bin: tokenizer.t5_spiece: t5 spiece: not a sentencepiece model"},
     {"x --model " R "merges.bin", 1, "ediff: " R "merges.bin: tokenizer.clip_merges: clip merges: 1 merges, expected 48894"},
-
     /* ---- images: masks, style images, --from-png */
+    {"'a circle' " MODEL "--paint circle=test/out/no-such-mask.png", 1, "ediff: test/out/no-such-mask.png: cannot open"},
+    {"'a circle' " MODEL "--paint circle=test/ref/pipeline.bin", 1, "ediff: test/ref/pipeline.bin: not a PNG file"},
+    {"'a circle' " MODEL "--paint square=test/ref/pipeline_mask_left.png", 1, "ediff: --paint: 'square' is not in the prompt"},
+    {"'a circle' " MODEL "--paint 'red circle=test/ref/pipeline_mask_left.png'", 1, "ediff: --paint: 'red circle' is not in the prompt"},
+    {"'a circle' " MODEL "--paint circ=test/ref/pipeline_mask_left.png", 1, "ediff: --paint: 'circ' is not in the prompt"},
+    {"x " MODEL "--style-image test/out/no-such-style.png", 1, "ediff: test/out/no-such-style.png: cannot open"},
+    {"x " MODEL "--style-image test/out/rel/garbage.png", 1, "ediff: test/out/rel/garbage.png: not a PNG file"},
+    {MODEL "--from-png test/ref/pipeline_style.png", 1, "ediff: --from-png test/ref/pipeline_style.png: no ediff parameters text"},
+    {MODEL "--from-png test/out/no-such.png", 1, "ediff: test/out/no-such.png: cannot open"},
+    {MODEL "--from-png test/out/rel/a1111.png", 2, "ediff: --from-png: unknown sampler 'Euler a'"},
+    {MODEL "--from-png test/out/rel/params.png --from-png test/out/rel/params.png", 2, "ediff: --from-png given twice"},
     {"'a circle' " MODEL "--paint circle=" R "huge.png", 1, "ediff: " R "huge.png: image is 100000x100000; the limit is 16384 pixels per side"},
     {"'a circle' " MODEL "--paint circle=" R "side.png", 1, "ediff: " R "side.png: image is 16385x1; the limit is 16384"},
     {"'a circle' " MODEL "--paint circle=" R "pixels.png", 1, "ediff: " R "pixels.png: image is 16384x16384 = 268435456 pixels; the limit is 67108864"},
@@ -572,15 +564,19 @@ static const BadCase battery[] = {
     {"x " MODEL "--steps 2 --style-image " R "mask1_white.png", 0, NULL},
     {MODEL "--from-png " R "zlib.png", 1, "ediff: " R "zlib.png: image data: zlib stream"},
     {MODEL "--from-png " R, 1, "ediff: " R ": not a regular file"},
-
     /* ---- noise files */
+    {"x " MODEL "--noise test/ref/pipeline_style.png", 1, "ediff: test/ref/pipeline_style.png: not a version-1 .npy"},
+    {"x " MODEL "--noise test/out/rel/noise_shape.npy", 1, "ediff: test/out/rel/noise_shape.npy: noise has shape [3,8,8], need [3,16,16]"},
     {"x " MODEL "--noise " R "noise_short.npy", 1, "ediff: " R "noise_short.npy: file holds fewer than the 768 elements"},
     {"x " MODEL "--noise " R "noise_huge.npy", 1, "ediff: " R "noise_huge.npy: bad or too large shape"},
     {"x " MODEL "--noise " R "noise_nan.npy", 1, "ediff: " R "noise_nan.npy: noise element 5 is not finite"},
     {"x " MODEL "--noise " R "noise_f16.npy", 1, "ediff: " R "noise_f16.npy: only C-order float32/float64"},
     {"x " MODEL "--noise /dev/zero", 1, "ediff: /dev/zero: not a regular file"},
-
     /* ---- the output */
+    {"x --model test/ref/pipeline.bin -o test/out/no-such-dir/out.png", 1,
+     "ediff: test/out/no-such-dir/out.png: cannot write to directory 'test/out/no-such-dir'"},
+    {"x --model test/ref/pipeline.bin -o test/out", 1, "ediff: test/out: is a directory"},
+    {"x " MODEL "--dump test/ref/pipeline.bin/d", 1, "ediff: --dump test/ref/pipeline.bin/d: cannot create the directory"},
     {"x " MODEL "-o /dev/null", 1, "ediff: /dev/null: exists and is not a regular file"},
     {"x " MODEL "--batch-count 2 -o " R "b", 1, "ediff: " R "b-1: is a directory"},
     {"x " MODEL "-o \"" R "o/$(printf '%04096d' 0).png\"", 1, "ediff: -o: path too long"},
@@ -618,7 +614,8 @@ static void test_battery(TestRun *T)
         }
     }
     if (!failed)
-        report(T, 1, "rel.bad", "%d cases (%d bad inputs, %d good edge cases): exit status, one error line, nothing written", n,
+        report(T, 1, "rel.bad", "%d cases (%d bad inputs, %d good edge cases): exit status, one error line, nothing "
+               "written", n,
                n - good, good);
 }
 
@@ -697,6 +694,37 @@ static void test_limits(TestRun *T)
         return;
     }
 #endif
+#ifndef UNDER_ASAN
+    {   /* every allocation of a full run in turn meets the limit: 6 MB of address space up to 40 MB */
+        char seen[16][96];
+        int v, n_seen = 0, bad = 0, ok_runs = 0, runs = 0, k;
+        for (v = 6000; v <= 40000; v += 2000, runs++) {
+            snprintf(cmd, sizeof cmd, "ulimit -v %d && OMP_WAIT_POLICY=passive %s -o " OUTD "/out.png -t 2 " MODEL
+                     "'a red circle' -n blurry --paint circle=test/ref/pipeline_mask_left.png --style-image "
+                     "test/ref/pipeline_style.png", v, T->ediff);
+            rc = run_cmd(cmd, out, sizeof out);
+            outd_take(written, sizeof written);
+            if (rc == 0 && !out[0] && strcmp(written, "out.png\n") == 0) {
+                ok_runs++;
+                continue;
+            }
+            if (rc != 1 || strncmp(out, "ediff: ", 7) != 0 || strchr(out, '\n') != out + strlen(out) - 1 ||
+                !strstr(out, "memory") || written[0]) {
+                if (!bad++)
+                    report(T, 0, "rel.limits.sweep", "ulimit -v %d: exit %d, '%.300s', wrote '%s'", v, rc, out, written);
+                continue;
+            }
+            out[strcspn(out, "\n")] = 0;                               /* the message, cut to 95 bytes */
+            if (strlen(out) >= sizeof seen[0]) out[sizeof seen[0] - 1] = 0;
+            for (k = 0; k < n_seen && strcmp(seen[k], out); k++) {}
+            if (k == n_seen && n_seen < 16) memcpy(seen[n_seen++], out, strlen(out) + 1);
+        }
+        if (!bad)
+            report(T, 1, "rel.limits.sweep", "a full run (style, paint, negative, SR) under ulimit -v 6..40 MB: %d runs "
+                   "complete, %d stop with one 'out of memory' line (%d distinct allocations)", ok_runs, runs - ok_runs,
+                   n_seen);
+    }
+#endif
     under_limit(T, "arena", "a 16384x16384 base stage (tens of GiB of activations)", "x --model " DIR "/huge_res.bin");
     if (!write_big_mask(DIR "/mask64m.png")) {
         report(T, 0, "rel.limits.mask", "cannot write " DIR "/mask64m.png");
@@ -743,7 +771,8 @@ static void test_determinism(TestRun *T)
     if (!selected(T, "rel.determinism")) return;
     same_image(T, "toy", "toy pipeline, style + paint + negative prompt, base 16x16 + SR 32x32",
                MODEL "'a red circle and a blue square' -n blurry --style-image test/ref/pipeline_style.png "
-               "--paint circle=test/ref/pipeline_mask_left.png --paint 'blue square=test/ref/pipeline_mask_right.png' -s 11");
+               "--paint circle=test/ref/pipeline_mask_left.png --paint 'blue square=test/ref/pipeline_mask_right.png' "
+               "-s 11");
     same_image(T, "wide", "the toy base stage at 64x64 (its larger GEMMs and attention, 1.8M to 17M multiply-adds, "
                "are split between threads)", "--model " DIR "/wide.bin 'a red circle' --steps 1 -s 3");
 }
