@@ -1466,9 +1466,9 @@ static int check_paths(const Options *o, char err[EDIFF_ERR])
         int j;
         for (j = 0; j < o->batch; j++) {
             output_name(path, sizeof path, o->output, j);
-            if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) return fail(err, "%s: is a directory", path);
             if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
-                return fail(err, "%s: exists and is not a regular file (a device or a pipe?)", path);
+                return fail(err, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
+                            "exists and is not a regular file (a device or a pipe?)");
         }
         if (!slash) snprintf(dir, sizeof dir, ".");
         else snprintf(dir, sizeof dir, "%.*s", slash == o->output ? 1 : (int)(slash - o->output), o->output);
@@ -1527,7 +1527,7 @@ static int generate_all(const Options *o)
     memset(&style, 0, sizeof style);
     if (model_load(&m, o, err)) {
         print_error("%s%s", err, m.blob_open || strcmp(o->model, DEFAULT_MODEL) ? "" :
-                " (the default model; give another with --model FILE)");
+                    " (the default model; give another with --model FILE)");
         model_free(&m);
         return 1;
     }
@@ -1601,7 +1601,7 @@ static int cmd_info(int argc, char **argv)
         fprintf(stderr, "ediff info: expected one FILE\n");
         return 2;
     }
-    if (blob_open(&b, argv[2], err)) {
+    if (regular_file(argv[2], err) || blob_open(&b, argv[2], err)) {
         print_error("%s", err);
         return 1;
     }
@@ -1637,7 +1637,7 @@ static int cmd_tokenize(int argc, char **argv)
         fprintf(stderr, "ediff tokenize: expected [--model FILE] clip|t5 TEXT, or [--model FILE] --cases FILE.tsv\n");
         return 2;
     }
-    if (model && blob_open(&blob, model, err)) {
+    if (model && (regular_file(model, err) || blob_open(&blob, model, err))) {
         print_error("%s", err);
         return 1;
     }
