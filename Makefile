@@ -106,8 +106,8 @@ sanitize:
 
 # Fuzzing: each harness (test/fuzz/fuzz_NAME.c, LLVMFuzzerTestOneInput) built with clang's libFuzzer,
 # ASan and UBSan, run niced for FUZZ_SECONDS on a working copy of its corpus (build/fuzz-work/NAME,
-# seeded from test/fuzz/corpus/NAME). Crashes land in build/fuzz-work/NAME-crash-*; the log's last
-# lines give the runs and coverage. Minimise new inputs into the committed corpus with
+# seeded from test/fuzz/corpus/NAME). Crashes, and inputs slower than 60 s (hangs), land in
+# build/fuzz-work/NAME-crash-* / -timeout-*; the log's last lines give the runs and coverage. Minimise new inputs into the committed corpus with
 #   build/fuzz/NAME -merge=1 test/fuzz/corpus/NAME build/fuzz-work/NAME
 FUZZ_SECONDS ?= 60
 FUZZ_CC  ?= clang
@@ -127,7 +127,7 @@ fuzz:
 	@for h in $(FUZZ); do \
 		mkdir -p build/fuzz-work/$$h; \
 		echo "== $$h: $(FUZZ_SECONDS) s, log build/fuzz-work/$$h.log"; \
-		nice -n 19 build/fuzz/$$h -max_total_time=$(FUZZ_SECONDS) -close_fd_mask=3 -print_final_stats=1 \
+		nice -n 19 build/fuzz/$$h -max_total_time=$(FUZZ_SECONDS) -timeout=60 -close_fd_mask=3 -print_final_stats=1 \
 			-artifact_prefix=build/fuzz-work/$$h- build/fuzz-work/$$h test/fuzz/corpus/$$h \
 			>build/fuzz-work/$$h.log 2>&1 || { tail -40 build/fuzz-work/$$h.log; exit 1; }; \
 		grep -E '^#[0-9]+[[:space:]]+DONE' build/fuzz-work/$$h.log | tail -1; \
