@@ -208,6 +208,8 @@ static const Variant variants[] = {
     {"merges.bin", {NULL}, NULL, NULL, 0, "tokenizer.clip_merges", "#version: 0.2\na b\n", 0},
     {"dup_name.bin", {NULL}, NULL, NULL, 0, NULL, NULL, 1},
     {"bad_key.bin", {"bad key!=1"}, NULL, NULL, 0, NULL, NULL, 0},
+    {"t5_layers.bin", {"t5.num_layers=16777216"}, NULL, NULL, 0, NULL, NULL, 0},
+    {"clip_layers.bin", {"clip.text.num_hidden_layers=16777216"}, NULL, NULL, 0, NULL, NULL, 0},
     {"huge_res.bin", {"base.resolution=16384", "stages=base"}, NULL, NULL, 0, NULL, NULL, 0},
     {"wide.bin", {"base.resolution=64", "stages=base", "stage_alternatives"}, NULL, NULL, 0, NULL, NULL, 0},
 };
@@ -515,6 +517,9 @@ static const BadCase battery[] = {
     {"x --model " R "no_max_tokens.bin", 1, "ediff: " R "no_max_tokens.bin: missing metadata key 't5.max_tokens'"},
     {"x --model " R "not_int.bin", 1, "ediff: " R "not_int.bin: metadata 't5.d_model=abc' is not an integer"},
     {"x --model " R "wrap_int.bin", 1, "ediff: " R "wrap_int.bin: metadata 'base.0.unet.in_channels=4294967299' is out of range"},
+    {"x --model " R "t5_layers.bin", 1, "ediff: " R "t5_layers.bin: metadata 't5.num_layers=16777216': more layers than"},
+    {"x --model " R "clip_layers.bin", 1, "ediff: " R "clip_layers.bin: metadata 'clip.text.num_hidden_layers=16777216': "
+     "more layers than the blob has tensors (1299)"},
     {"x --model " R "max_tokens.bin", 1, "ediff: " R "max_tokens.bin: t5.max_tokens=100000 out of range 1..4096"},
     {"x --model " R "resolution.bin", 1, "ediff: " R "resolution.bin: stage 'base': resolution 100000 out of range"},
     {"x --model " R "resolution0.bin", 1, "ediff: " R "resolution0.bin: stage 'base': resolution 0 out of range"},
