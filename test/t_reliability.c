@@ -8,11 +8,11 @@
  *                holds, 1-pixel masks): exit 0, silent, the PNG written. The corrupt blobs are made
  *                here from the toy pipeline blob test/ref/pipeline.bin, the broken PNGs and .npy files
  *                from our own writers.
- *   limits       with the address space limited (ulimit -v; under ASan, which reserves terabytes of
- *                address space, ASan's max_allocation_size_mb) a model whose activations cannot fit and a
- *                64-megapixel mask give "out of memory" errors, not crashes
- *   write        an output that fails mid-write (ulimit -f, SIGXFSZ ignored): exit 1, no PNG and no
- *                temporary file left
+ *   limits       a full run under ulimit -v of 6 to 40 MB completes or stops with one "out of memory"
+ *                line, whichever allocation meets the limit; under 600 MB (under ASan, which reserves
+ *                terabytes of address space, ASan's max_allocation_size_mb instead) a model whose
+ *                activations cannot fit and a 64-megapixel mask give "out of memory" errors; an output
+ *                that fails mid-write (ulimit -f, SIGXFSZ ignored): exit 1, no PNG, no temporary file
  *   determinism  one image (style, paint, negative prompt, super-resolution) byte-identical with 1, 2
  *                and 3 threads and from the build without OpenMP; and a 64x64 variant of the toy model
  *                whose larger GEMMs and attention calls are split between threads
