@@ -9,6 +9,7 @@
 #include "ediff.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,6 +31,7 @@
 #define MAX_NAME        1023
 #define MAX_META        (64u << 20)
 #define MAX_META_LINES  (1 << 20)
+#define MIN_RECORD      24          /* bytes of the smallest record: rank 0, a 1-byte name, padded to 8 */
 
 /* ------------------------------------------------------------------ CRC-32 ------------------------ */
 
@@ -167,6 +169,9 @@ static int parse(Blob *b, char err[EDIFF_ERR])
         return fail(err, b->path, "header: metadata extent [%llu, +%llu) is outside the file", (unsigned long long)meta_off, (unsigned long long)meta_size);
     if (table_off < BLOB_HEADER || !in_file(table_off, table_size, size))
         return fail(err, b->path, "header: tensor table extent [%llu, +%llu) is outside the file", (unsigned long long)table_off, (unsigned long long)table_size);
+    if (n > (table_size + 2) / MIN_RECORD)      /* n records take 24n - 2 bytes or more: before allocating */
+        return fail(err, b->path, "header: %llu tensors cannot fit a %llu-byte table", (unsigned long long)n,
+                    (unsigned long long)table_size);
     {   /* CRC-32 of the whole file with the checksum field read as zero */
         uint32_t c = crc32_update(0, p, 56);
         c = crc32_update(c, zero, 4);
@@ -468,6 +473,8 @@ static int meta_number(Loader *L, int required, int integer, double *out, const 
     if (!v) return L->failed ? -1 : 1;
     if (integer ? parse_long(v, &l) : parse_double(v, out))
         return loader_fail(L, "metadata '%s=%s' is not %s", key, v, integer ? "an integer" : "a number");
+    if (integer && (l < INT_MIN || l > INT_MAX))          /* callers keep ints: never a silent wrap */
+        return loader_fail(L, "metadata '%s=%s' is out of range %d..%d", key, v, INT_MIN, INT_MAX);
     if (integer) *out = (double)l;
     return 0;
 }

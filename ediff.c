@@ -62,6 +62,38 @@ static int fail(char err[EDIFF_ERR], const char *fmt, ...)
     return -1;
 }
 
+/* One error line on stderr, "ediff: MESSAGE": control characters in the message (a newline in a file
+ * or stage name given on the command line) are shown as \xHH, so that it stays one line. */
+static void print_error(const char *fmt, ...)
+{
+    char msg[2 * EDIFF_ERR];
+    const char *c;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fputs("ediff: ", stderr);
+    for (c = msg; *c; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f) fprintf(stderr, "\\x%02x", (unsigned)(unsigned char)*c);
+        else fputc(*c, stderr);
+    }
+    fputc('\n', stderr);
+}
+
+/* An input file must be a regular file if it exists: opening a FIFO would wait for a writer forever,
+ * and a device or a directory is no PNG, blob or .npy. (A missing file is left to the reader's error.) */
+static int regular_file(const char *path, char err[EDIFF_ERR])
+{
+#ifdef HAVE_POSIX
+    struct stat sb;
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) return fail(err, "%s: not a regular file", path);
+#else
+    (void)path;
+    (void)err;
+#endif
+    return 0;
+}
+
 /* ================================================================ options ====================== */
 
 /* A sampler setting from the command line, for every stage (stage "") or one ("--steps sr=10"). */
@@ -136,13 +168,17 @@ static void model_free(Model *m)
     memset(m, 0, sizeof *m);
 }
 
-/* The tokenizer files: from the blob's u8 tensors when it has them, else from weights/vocab/. */
+/* The tokenizer files: from the blob's u8 tensors when it has them (an error then names the blob), else
+ * from weights/vocab/. */
 static int tokenizers_load(Model *m, char err[EDIFF_ERR])
 {
     const Blob *clip_src = blob_get(&m->blob, "tokenizer.clip_merges") ? &m->blob : NULL;
     const Blob *t5_src = blob_get(&m->blob, "tokenizer.t5_spiece") ? &m->blob : NULL;
-    if (m->use_clip_text && tokenizers_open(&m->clip_tok, NULL, clip_src, err)) return -1;
-    if (m->use_t5 && tokenizers_open(NULL, &m->t5_tok, t5_src, err)) return -1;
+    char why[EDIFF_ERR];
+    if (m->use_clip_text && tokenizers_open(&m->clip_tok, NULL, clip_src, why))
+        return clip_src ? fail(err, "%s: tokenizer.clip_merges: %s", m->blob.path, why) : fail(err, "%s", why);
+    if (m->use_t5 && tokenizers_open(NULL, &m->t5_tok, t5_src, why))
+        return t5_src ? fail(err, "%s: tokenizer.t5_spiece: %s", m->blob.path, why) : fail(err, "%s", why);
     return 0;
 }
 
@@ -208,26 +244,23 @@ static int from_stages(Model *m, const char *recorded, StageConfig *cfg, int n, 
     return count == 1 ? 1 : n;
 }
 
-/* The blob o->model, the encoders the run uses, and the cascade: the stages `stages` names, with
- * o->alternative swapped in, only the first with --no-sr. */
-static int model_load(Model *m, const Options *o, char err[EDIFF_ERR])
+/* The model in the open blob m->blob (o->model names it): the encoders the run uses and the cascade,
+ * the stages `stages` names, with o->alternative swapped in, only the first with --no-sr. Reads no
+ * other file (the tokenizers are tokenizers_load's), so the blob fuzz harness can drive it. */
+static int model_init(Model *m, const Options *o, char err[EDIFF_ERR])
 {
     StageConfig cfg[CASCADE_MAX];
     const char *path = o->model, *name, *slash;
     Loader L;
     int s, n, lowres = 0;
-    memset(m, 0, sizeof *m);
     m->use_t5 = !o->no_t5;
     m->use_clip_text = !o->no_clip_text;
     m->use_clip_image = o->style != NULL;
-    if (blob_open(&m->blob, path, err)) return -1;
-    m->blob_open = 1;
     m->crc = (uint32_t)m->blob.base[56] | (uint32_t)m->blob.base[57] << 8 | (uint32_t)m->blob.base[58] << 16 |
              (uint32_t)m->blob.base[59] << 24;
     slash = strrchr(path, '/');
     name = blob_meta(&m->blob, "ediff.model");
     snprintf(m->name, sizeof m->name, "%s", name ? name : slash ? slash + 1 : path);
-    if (tokenizers_load(m, err)) return -1;
     loader_init(&L, &m->blob, "t5.");              /* the T5 rows exist even when T5 is dropped */
     m->L5 = (int)ld_int(&L, "max_tokens");
     if (!L.failed && (m->L5 < 1 || m->L5 > 4096)) loader_fail(&L, "t5.max_tokens=%d out of range 1..4096", m->L5);
@@ -258,6 +291,15 @@ static int model_load(Model *m, const Options *o, char err[EDIFF_ERR])
         lowres = cfg[s].resolution;
     }
     return 0;
+}
+
+/* The blob o->model, its model (model_init) and the tokenizers the run uses. */
+static int model_load(Model *m, const Options *o, char err[EDIFF_ERR])
+{
+    memset(m, 0, sizeof *m);
+    if (regular_file(o->model, err) || blob_open(&m->blob, o->model, err)) return -1;
+    m->blob_open = 1;
+    return model_init(m, o, err) || tokenizers_load(m, err) ? -1 : 0;
 }
 
 /* ================================================================ tensor dumps (--dump DIR) ===== */
@@ -411,21 +453,24 @@ static int paint_columns(const Model *m, const TextEncoding *e, Paint *p, int n_
     return 0;
 }
 
-/* The painted pixels of a mask PNG (any size and type): visible and not black (png.c image_mask). */
-static int read_mask(Paint *p, char err[EDIFF_ERR])
+/* The painted pixels of a mask image (any size and type): visible and not black (png.c image_mask). */
+static void mask_from_image(Paint *p, const Image *img)
 {
-    Image img;
-    uint8_t *painted;
-    size_t i, n;
-    if (png_read(p->path, &img, err)) return -1;
-    n = (size_t)img.w * (size_t)img.h;
-    painted = xmalloc(n);
-    image_mask(&img, painted);
-    p->w = img.w;
-    p->h = img.h;
+    size_t i, n = (size_t)img->w * (size_t)img->h;
+    uint8_t *painted = xmalloc(n);
+    image_mask(img, painted);
+    p->w = img->w;
+    p->h = img->h;
     p->mask = xmalloc(n * sizeof(float));
     for (i = 0; i < n; i++) p->mask[i] = painted[i];
     free(painted);
+}
+
+static int read_mask(Paint *p, char err[EDIFF_ERR])
+{
+    Image img;
+    if (regular_file(p->path, err) || png_read(p->path, &img, err)) return -1;
+    mask_from_image(p, &img);
     image_free(&img);
     return 0;
 }
@@ -445,26 +490,32 @@ static void painting_free(Painting *pt)
     pt->n_maps = 0;
 }
 
+/* The map of one grid: A [h*w, n_ctx] (calloc'd, the caller owns it). */
+static float *paint_map(int h, int w, const Paint *paint, int n_paint, int n_ctx)
+{
+    float *A = xcalloc((size_t)h * w * n_ctx, sizeof(float)), *resized = xmalloc((size_t)h * w * sizeof(float));
+    int f, i, j;
+    for (f = 0; f < n_paint; f++) {
+        resize_bilinear(resized, paint[f].mask, 1, paint[f].h, paint[f].w, h, w, 1);
+        for (i = 0; i < h * w; i++)
+            for (j = 0; j < n_ctx; j++)
+                if (paint[f].column[j]) A[(size_t)i * n_ctx + j] += resized[i];
+    }
+    free(resized);
+    return A;
+}
+
 static void build_paint(const Stage *st, const Paint *paint, int n_paint, int n_ctx, Painting *pt)
 {
-    int grids[2 * GRIDS_MAX], k, g, i, f, j;
+    int grids[2 * GRIDS_MAX], k, g, i;
     memset(pt, 0, sizeof *pt);
     for (k = 0; k < st->cfg.experts.n; k++) {
         int n = unet_attention_grids(&st->unet[k], st->cfg.resolution, st->cfg.resolution, grids, GRIDS_MAX);
         for (g = 0; g < n; g++) {
             int h = grids[2 * g], w = grids[2 * g + 1], seen = 0;
-            float *resized;
             for (i = 0; i < pt->n_maps; i++) seen |= pt->maps[i].h == h && pt->maps[i].w == w;
             if (seen || pt->n_maps == GRIDS_MAX) continue;
-            pt->A[pt->n_maps] = xcalloc((size_t)h * w * n_ctx, sizeof(float));
-            resized = xmalloc((size_t)h * w * sizeof(float));
-            for (f = 0; f < n_paint; f++) {
-                resize_bilinear(resized, paint[f].mask, 1, paint[f].h, paint[f].w, h, w, 1);
-                for (i = 0; i < h * w; i++)
-                    for (j = 0; j < n_ctx; j++)
-                        if (paint[f].column[j]) pt->A[pt->n_maps][(size_t)i * n_ctx + j] += resized[i];
-            }
-            free(resized);
+            pt->A[pt->n_maps] = paint_map(h, w, paint, n_paint, n_ctx);
             pt->maps[pt->n_maps].h = h;
             pt->maps[pt->n_maps].w = w;
             pt->maps[pt->n_maps].A = pt->A[pt->n_maps];
@@ -971,8 +1022,8 @@ static int run_inputs(Run *r, Image *style, char err[EDIFF_ERR])
         if (paint_columns(m, &r->prompt, p, cond_context_rows(m->L5, CLIP_CONTEXT), err) || read_mask(p, err))
             return -1;
     }
-    if (o->style && png_read(o->style, style, err)) return -1;
-    if (o->noise && noise_load(o->noise, 3, R0, R0, &r->init, err)) return -1;
+    if (o->style && (regular_file(o->style, err) || png_read(o->style, style, err))) return -1;
+    if (o->noise && (regular_file(o->noise, err) || noise_load(o->noise, 3, R0, R0, &r->init, err))) return -1;
     return 0;
 }
 
@@ -1392,12 +1443,12 @@ static void print_help(FILE *f)
 
 static int usage_error(const char *fmt, ...)
 {
+    char msg[2 * EDIFF_ERR];
     va_list ap;
-    fprintf(stderr, "ediff: ");
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, " (see ediff --help)\n");
+    print_error("%s (see ediff --help)", msg);
     return 2;
 }
 
@@ -1550,12 +1601,12 @@ static int read_parameters(Options *o, const char *path)
     char err[EDIFF_ERR], setting[256], *line, *neg, *key[64], *val[64], first[64] = "";
     int n = 0, i, k, rc = 0;
     if (o->from_text) return usage_error("--from-png given twice");
-    if (png_read(path, &img, err)) return fprintf(stderr, "ediff: %s\n", err), 1;
+    if (regular_file(path, err) || png_read(path, &img, err)) return print_error("%s", err), 1;
     o->from_text = img.parameters;
     img.parameters = NULL;
     image_free(&img);
     if (!o->from_text || !(line = strrchr(o->from_text, '\n')))
-        return fprintf(stderr, "ediff: --from-png %s: no ediff parameters text in it\n", path), 1;
+        return print_error("--from-png %s: no ediff parameters text in it", path), 1;
     *line++ = 0;                                              /* the last line: KEY: VALUE, ... */
     o->prompt = o->from_text;
     if ((neg = strstr(o->from_text, "\nNegative prompt: "))) *neg = 0, o->negative = neg + 18;
@@ -1675,17 +1726,24 @@ static int check_setting_stages(const Options *o, const Model *m)
     return 0;
 }
 
-/* The output can be written (its directory exists and is writable, it is not a directory) and the dump
- * directory exists or can be made: checked before any long work. */
+/* The output can be written (its directory exists and is writable; every image's path is a regular file
+ * if it exists: the PNG replaces it by a rename, which must not replace a directory or a device such as
+ * /dev/null) and the dump directory exists or can be made: checked before any long work. */
 static int check_paths(const Options *o, char err[EDIFF_ERR])
 {
     if (strlen(o->output) > 4000) return fail(err, "-o: path too long");
 #ifdef HAVE_POSIX
     {
         struct stat sb;
-        char dir[4096];
+        char dir[4096], path[4096];
         const char *slash = strrchr(o->output, '/');
-        if (stat(o->output, &sb) == 0 && S_ISDIR(sb.st_mode)) return fail(err, "%s: is a directory", o->output);
+        int j;
+        for (j = 0; j < o->batch; j++) {
+            output_name(path, sizeof path, o->output, j);
+            if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+                return fail(err, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
+                            "exists and is not a regular file (a device or a pipe?)");
+        }
         if (!slash) snprintf(dir, sizeof dir, ".");
         else snprintf(dir, sizeof dir, "%.*s", slash == o->output ? 1 : (int)(slash - o->output), o->output);
         if (access(dir, W_OK | X_OK) != 0)
@@ -1742,8 +1800,8 @@ static int generate_all(const Options *o)
     memset(&r, 0, sizeof r);
     memset(&style, 0, sizeof style);
     if (model_load(&m, o, err)) {
-        fprintf(stderr, "ediff: %s%s\n", err, m.blob_open || strcmp(o->model, DEFAULT_MODEL) ? "" :
-                " (the default model; give another with --model FILE)");
+        print_error("%s%s", err, m.blob_open || strcmp(o->model, DEFAULT_MODEL) ? "" :
+                    " (the default model; give another with --model FILE)");
         model_free(&m);
         return 1;
     }
@@ -1787,7 +1845,7 @@ static int generate_all(const Options *o)
         rc = generate(&r, j, &progress, path, err) != 0;
         if (!rc && (view.tty || o->verbose)) fprintf(stderr, "ediff: wrote %s\n", path);
     }
-    if (rc) fprintf(stderr, "ediff: %s\n", err);
+    if (rc) print_error("%s", err);
     else if (view.tty || o->verbose) fprintf(stderr, "ediff: done in %.1fs\n", seconds_now() - start);
     run_free(&r);
     model_free(&m);
@@ -1817,8 +1875,8 @@ static int cmd_info(int argc, char **argv)
         fprintf(stderr, "ediff info: expected one FILE\n");
         return 2;
     }
-    if (blob_open(&b, argv[2], err)) {
-        fprintf(stderr, "ediff: %s\n", err);
+    if (regular_file(argv[2], err) || blob_open(&b, argv[2], err)) {
+        print_error("%s", err);
         return 1;
     }
     printf("%s: ediff blob, %zu bytes, %d tensors, %d metadata keys, %s\n", b.path, b.size, b.n_tensors,
@@ -1853,18 +1911,18 @@ static int cmd_tokenize(int argc, char **argv)
         fprintf(stderr, "ediff tokenize: expected [--model FILE] clip|t5 TEXT, or [--model FILE] --cases FILE.tsv\n");
         return 2;
     }
-    if (model && blob_open(&blob, model, err)) {
-        fprintf(stderr, "ediff: %s\n", err);
+    if (model && (regular_file(model, err) || blob_open(&blob, model, err))) {
+        print_error("%s", err);
         return 1;
     }
     if (tokenizers_open(&clip, &t5, model ? &blob : NULL, err)) {
-        fprintf(stderr, "ediff: %s\n", err);
+        print_error("%s", err);
         if (model) blob_close(&blob);
         return 1;
     }
     if (strcmp(argv[a], "--cases") == 0) {
         if (tokenizer_check_cases(&clip, &t5, argv[a + 1], stdout, &passed, &failed, err)) {
-            fprintf(stderr, "ediff: %s\n", err);
+            print_error("%s", err);
             rc = 1;
         } else {
             printf("%d passed, %d failed\n", passed, failed);
@@ -1881,7 +1939,7 @@ static int cmd_tokenize(int argc, char **argv)
             rc = t5_tokenize(&t5, text, strlen(text), 0, &ids, err);
             for (i = 0; !rc && i < ids.n; i++) printf("%s%d", i ? " " : "", (int)ids.id[i]);
         }
-        if (rc) fprintf(stderr, "ediff: %s\n", err);
+        if (rc) print_error("%s", err);
         else printf("\n");
         rc = rc ? 1 : 0;
         tokens_free(&ids);
@@ -1892,11 +1950,16 @@ static int cmd_tokenize(int argc, char **argv)
     return rc;
 }
 
-#ifndef EDIFF_NO_MAIN
+/* The program. Fuzz harnesses include this file with EDIFF_NO_MAIN defined, which makes it ediff_main
+ * (keeping every function referenced) so that they can call the static functions directly. */
+#ifdef EDIFF_NO_MAIN
+int ediff_main(int argc, char **argv);
+int ediff_main(int argc, char **argv)
+#else
 int main(int argc, char **argv)
+#endif
 {
     if (argc >= 2 && strcmp(argv[1], "info") == 0) return cmd_info(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "tokenize") == 0) return cmd_tokenize(argc, argv);
     return cmd_generate(argc, argv);
 }
-#endif

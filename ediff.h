@@ -214,7 +214,7 @@ int           loader_fail(Loader *L, const char *fmt, ...);      /* records an e
 const Tensor *ld_tensor(Loader *L, int rank, const int *shape, const char *name_fmt, ...);
 const Tensor *ld_optional(Loader *L, int rank, const int *shape, const char *name_fmt, ...); /* NULL if absent */
 int           ld_has(Loader *L, const char *name_fmt, ...);
-long          ld_int(Loader *L, const char *key_fmt, ...);
+long          ld_int(Loader *L, const char *key_fmt, ...);     /* an integer in int range (else an error) */
 long          ld_int_or(Loader *L, long dflt, const char *key_fmt, ...);
 double        ld_float(Loader *L, const char *key_fmt, ...);
 double        ld_float_or(Loader *L, double dflt, const char *key_fmt, ...);
@@ -397,7 +397,8 @@ void lowres_condition(float *z_lr, const float *y_lr, int C, int h, int w, int H
 void aug_features(float *out, double sigma_aug, int dim);
 
 /* --- Input and output --------------------------------------------------------------------------- */
-/* Initial noise from a .npy of shape [C,H,W] or [1,C,H,W] (float32 or float64): *noise malloc'd. */
+/* Initial noise from a .npy of shape [C,H,W] or [1,C,H,W] (float32 or float64), every value finite:
+ * *noise malloc'd. */
 int  noise_load(const char *path, int C, int H, int W, float **noise, char err[EDIFF_ERR]);
 /* [3,H,W] in [-1,1] -> [H,W,3] bytes: round-half-even((clamp(x,-1,1) + 1) * 127.5) in float32. */
 void image_to_rgb8(uint8_t *rgb, const float *x, int H, int W);

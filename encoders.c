@@ -108,6 +108,9 @@ int t5_load(T5Encoder *m, const Blob *b, const char *prefix, char err[EDIFF_ERR]
     t5_feed_forward(&L, ld_str_or(&L, "relu", "feed_forward_proj"), c);
     if (!L.failed && (long)c->num_heads * c->d_kv > MAX_SIZE)
         loader_fail(&L, "metadata %snum_heads * d_kv = %ld exceeds %ld", prefix, (long)c->num_heads * c->d_kv, MAX_SIZE);
+    if (!L.failed && c->num_layers > b->n_tensors)               /* before the block array is allocated */
+        loader_fail(&L, "metadata '%snum_layers=%d': more layers than the blob has tensors (%d)", prefix, c->num_layers,
+                    b->n_tensors);
     if (!L.failed && (c->num_buckets < 4 || c->max_distance <= c->num_buckets / 4))
         loader_fail(&L, "metadata %srelative_attention_num_buckets=%d, _max_distance=%d: need >= 4 buckets and "
                     "max_distance > buckets/4", prefix, c->num_buckets, c->max_distance);
@@ -275,6 +278,9 @@ static void clip_tower_config(Loader *L, ClipTowerConfig *c, const char *tower)
     if (!L->failed && c->hidden_size % c->num_heads)
         loader_fail(L, "metadata %s%s: hidden_size %d is not a multiple of num_attention_heads %d", L->prefix,
                     tower, c->hidden_size, c->num_heads);
+    if (!L->failed && c->num_layers > L->blob->n_tensors)        /* before the layer array is allocated */
+        loader_fail(L, "metadata '%s%s.num_hidden_layers=%d': more layers than the blob has tensors (%d)", L->prefix,
+                    tower, c->num_layers, L->blob->n_tensors);
 }
 
 /* {text,vision}_model.encoder.layers.N.* */

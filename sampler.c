@@ -700,8 +700,15 @@ int noise_load(const char *path, int C, int H, int W, float **noise, char err[ED
     if (npy_read(path, noise, &rank, shape, (int64_t)64 * C * H * W, err)) return -1;
     lead = rank == 4 ? 1 : 0;
     if ((rank == 3 || (rank == 4 && shape[0] == 1)) && shape[lead] == C && shape[lead + 1] == H &&
-        shape[lead + 2] == W)
-        return 0;
+        shape[lead + 2] == W) {
+        long i, n = (long)C * H * W;
+        for (i = 0; i < n && isfinite((*noise)[i]); i++) {}
+        if (i == n) return 0;
+        snprintf(err, EDIFF_ERR, "%s: noise element %ld is not finite (%g)", path, i, (double)(*noise)[i]);
+        free(*noise);
+        *noise = NULL;
+        return -1;
+    }
     for (d = 0; d < rank; d++)
         snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)shape[d]);
     snprintf(err, EDIFF_ERR, "%s: noise has shape [%s], need [%d,%d,%d] or [1,%d,%d,%d]", path, got, C, H, W, C, H, W);

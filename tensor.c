@@ -238,7 +238,7 @@ void *xcalloc(size_t n, size_t size)
 int arena_init(Arena *a, size_t bytes, char err[EDIFF_ERR])
 {
     memset(a, 0, sizeof *a);
-    a->base = malloc(bytes + ALIGN);
+    a->base = bytes <= (size_t)-1 - ALIGN ? malloc(bytes + ALIGN) : NULL;
     if (!a->base) {
         snprintf(err, EDIFF_ERR, "out of memory: cannot reserve %zu MiB of activation memory",
                  bytes >> 20);

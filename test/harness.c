@@ -132,3 +132,48 @@ int run_cmd(const char *cmd, char *out, size_t cap)
     }
     return status;
 }
+
+static int run_program_v(const char *program, char *out, size_t cap, const char *fmt, va_list ap)
+{
+    char args[3000], cmd[3400];
+    vsnprintf(args, sizeof args, fmt, ap);
+    snprintf(cmd, sizeof cmd, "OMP_WAIT_POLICY=passive %s %s", program, args);
+    return run_cmd(cmd, out, cap);
+}
+
+int run_program(const char *program, char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = run_program_v(program, out, cap, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int run_ediff(const TestRun *T, char *out, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    int rc;
+    va_start(ap, fmt);
+    rc = run_program_v(T->ediff, out, cap, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int file_exists(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f) fclose(f);
+    return f != NULL;
+}
+
+int same_file(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *x = read_file(a, &na), *y = read_file(b, &nb);
+    int same = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return same;
+}

@@ -11,6 +11,8 @@ typedef struct {
     int         passed, failed;
     const char *filter;   /* run only tests whose name contains this */
     const char *ediff;    /* the ediff binary under test (CLI tests) */
+    const char *serial;   /* the same program built without OpenMP (determinism), or NULL */
+    const char *replay;   /* the folder of the fuzz replay drivers replay-fuzz_NAME, or NULL */
 } TestRun;
 
 int  selected(const TestRun *T, const char *name);
@@ -33,5 +35,12 @@ const Tensor *ref_tensor(TestRun *T, const Blob *b, const char *name);
 unsigned char *read_file(const char *path, size_t *n);
 /* Run a shell command; returns its exit status (0..255) and its first `cap`-1 bytes of stdout+stderr. */
 int  run_cmd(const char *cmd, char *out, size_t cap);
+/* Run `PROGRAM ARGS` (ARGS printf-style, shell syntax; PROGRAM is T->ediff) as run_cmd does, with
+ * OMP_WAIT_POLICY=passive: on a loaded machine spinning OpenMP threads make the toy model's
+ * multi-thread runs take seconds instead of milliseconds. */
+int  run_ediff(const TestRun *T, char *out, size_t cap, const char *fmt, ...);
+int  run_program(const char *program, char *out, size_t cap, const char *fmt, ...);
+int  file_exists(const char *path);
+int  same_file(const char *a, const char *b);          /* both readable and byte-identical */
 
 #endif
