@@ -32,11 +32,11 @@ import world  # noqa: E402
 # Phase recipes. steps x batch = training samples; sized for ~3 h on 2 CPU cores (docs/training.md).
 RECIPE = {
     "clip": dict(steps=1500, batch=256, lr=1e-3, warmup=200, schedule="cosine", weight_decay=0.1),
-    "base": dict(steps=6400, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
-    "expert0": dict(steps=1280, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "expert1": dict(steps=1280, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "single": dict(steps=2560, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "sr": dict(steps=3200, batch=64, lr=6e-4, warmup=300, schedule="cosine", weight_decay=0.01),
+    "base": dict(steps=3200, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
+    "expert0": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "expert1": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "single": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "sr": dict(steps=800, batch=64, lr=6e-4, warmup=100, schedule="cosine", weight_decay=0.01),
 }
 PHASES = ["clip", "base", "expert0", "expert1", "single", "sr"]
 N_EXPERTS = 2
