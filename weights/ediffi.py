@@ -431,8 +431,8 @@ class Pipeline(nn.Module):
         self.stages = nn.ModuleDict(stages)
 
     @torch.no_grad()
-    def generate(self, prompts, seeds, base="base", style_images=None, cfg_scale=None, steps=None, sr=True,
-                 dtype=torch.float32):
+    def generate(self, prompts, seeds, base="base", style_images=None, cfg_scale=None, steps=None, sampler=None,
+                 sr=True, dtype=torch.float32):
         """Images in [-1, 1], [B, 3, R, R]. Prompt i's noise comes from torch.Generator(seeds[i]) in a fixed
         order (base start noise, then z_lr augmentation noise, then SR start noise), so it does not depend on
         the batch it runs in."""
@@ -441,7 +441,8 @@ class Pipeline(nn.Module):
         cond = {k: v.to(dtype) for k, v in self.encoders.encode(prompts, style_images).items()}
         stage = self.stages[base]
         r = stage.meta["resolution"]
-        y = sample_stage(stage, cond, draw((3, r, r)), steps=steps, cfg_scale=cfg_scale, draw=draw).clamp(-1, 1)
+        y = sample_stage(stage, cond, draw((3, r, r)), steps=steps, sampler=sampler, cfg_scale=cfg_scale,
+                         draw=draw).clamp(-1, 1)
         if not sr:
             return y
         sr_stage = self.stages["sr"]

@@ -32,11 +32,11 @@ import world  # noqa: E402
 # Phase recipes. steps x batch = training samples; sized for ~3 h on 2 CPU cores (docs/training.md).
 RECIPE = {
     "clip": dict(steps=1500, batch=256, lr=1e-3, warmup=200, schedule="cosine", weight_decay=0.1),
-    "base": dict(steps=6400, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
-    "expert0": dict(steps=1280, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "expert1": dict(steps=1280, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "single": dict(steps=2560, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "sr": dict(steps=3200, batch=64, lr=6e-4, warmup=300, schedule="cosine", weight_decay=0.01),
+    "base": dict(steps=3200, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
+    "expert0": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "expert1": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "single": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "sr": dict(steps=800, batch=64, lr=6e-4, warmup=100, schedule="cosine", weight_decay=0.01),
 }
 PHASES = ["clip", "base", "expert0", "expert1", "single", "sr"]
 N_EXPERTS = 2
@@ -96,39 +96,45 @@ def set_rng_state(state):
 
 
 class ThreadTuner:
-    """Intra-op threads, re-chosen every PERIOD steps by timing TRIAL steps with the other setting.
+    """Intra-op threads, 1 or `max_threads`, chosen by measured step times.
 
-    The 2 cores are shared with other jobs; when they are busy, 2 threads can be ~10x slower than 1 (each
-    parallel region waits for a descheduled thread), and when they are idle 2 threads are ~1.8x faster."""
+    The 2 cores are shared with other jobs: when they are busy, a step with 2 threads can be ~10x slower
+    than with 1 (each parallel region waits for a descheduled thread); when they are idle, 2 threads are
+    ~1.8x faster. So: run 1 thread; now and then try the other setting for up to TRIAL steps, abandon the
+    trial as soon as a step is 1.5x slower than usual, keep the faster setting; after a failed trial wait
+    twice as long before the next (up to MAX_WAIT steps); leave 2 threads as soon as they slow down."""
 
-    PERIOD, TRIAL = 100, 8
+    TRIAL, FIRST, MIN_WAIT, MAX_WAIT = 6, 10, 100, 400
 
     def __init__(self, max_threads):
-        self.choices = sorted({1, max_threads})
-        self.threads = 1
-        self.times = {}
-        torch.set_num_threads(self.threads)
-
-    def phase(self, step):
-        return (step + 3 * self.TRIAL) % self.PERIOD      # the first trial comes at step 2 * TRIAL
+        self.max_threads = max_threads
+        self.threads, self.trial, self.history, self.reference = 1, None, [], None
+        self.next_trial, self.wait = self.FIRST, self.MIN_WAIT
+        torch.set_num_threads(1)
 
     def before(self, step):
-        phase = self.phase(step)
-        if len(self.choices) > 1 and phase == self.PERIOD - self.TRIAL:
-            self.keep = self.threads
-            self.set(next(c for c in self.choices if c != self.threads))
+        if self.max_threads > 1 and self.trial is None and step >= self.next_trial and len(self.history) >= 5:
+            self.trial = dict(keep=self.threads, usual=float(np.median(self.history[-10:])), times=[])
+            self.set(self.max_threads if self.threads == 1 else 1)
         self.t0 = time.time()
 
     def after(self, step):
-        phase = self.phase(step)
-        self.times.setdefault(phase, []).append(time.time() - self.t0)
-        if len(self.choices) > 1 and phase == self.PERIOD - 1:
-            trial = np.median([self.times[p][-1] for p in range(self.PERIOD - self.TRIAL + 1, self.PERIOD)])
-            usual = np.median([self.times[p][-1] for p in range(self.PERIOD - 3 * self.TRIAL, self.PERIOD - self.TRIAL)
-                               if p in self.times])
-            if trial >= usual:
-                self.set(self.keep)
-            self.times = {}
+        dt = time.time() - self.t0
+        if self.trial is not None:
+            t = self.trial
+            t["times"].append(dt)
+            if len(t["times"]) >= 2 and (dt > 1.5 * t["usual"] or len(t["times"]) == self.TRIAL):
+                better = float(np.median(t["times"][1:])) < t["usual"]     # the first step after a switch warms up
+                if not better:
+                    self.set(t["keep"])
+                self.reference = float(np.median(t["times"][1:])) if better else t["usual"]
+                self.wait = self.MIN_WAIT if better else min(2 * self.wait, self.MAX_WAIT)
+                self.next_trial, self.trial, self.history = step + self.wait, None, []
+            return
+        self.history = (self.history + [dt])[-20:]
+        if self.threads > 1 and len(self.history) >= 5 and np.median(self.history[-5:]) > 1.5 * self.reference:
+            self.set(1)
+            self.history, self.next_trial = [], step + self.wait
 
     def set(self, n):
         if n != self.threads:
