@@ -72,7 +72,7 @@ static void test_help(TestRun *T)
 /* ------------------------------------------------------------------ the pipeline vs PyTorch ----- */
 
 /* A dumped tensor, DIR/NAME.npy, against the reference CASE.NAME. */
-static void check_dump(TestRun *T, const char *dir, const Tensor *ref, const char *name)
+static void check_dump(TestRun *T, const char *suite, const char *dir, const Tensor *ref, const char *name)
 {
     float *got = NULL, *want;
     int rank, d, same_shape;
@@ -80,7 +80,7 @@ static void check_dump(TestRun *T, const char *dir, const Tensor *ref, const cha
     char path[512], test[160], err[EDIFF_ERR];
     double tol = strstr(name, "/out") ? 1e-4 : strstr(name, "/paint.") ? 1e-6 : 1e-5;
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-    snprintf(test, sizeof test, "cli.pipeline.%s", ref->name);
+    snprintf(test, sizeof test, "%s.%s", suite, ref->name);
     if (npy_read(path, &got, &rank, shape, (int64_t)1 << 24, err)) {
         report(T, 0, test, "%s", err);
         return;
@@ -125,17 +125,18 @@ static void check_paint_columns(TestRun *T, const char *dir, const char *name, c
 
 /* The PNG: the last stage's resolution, its pixels = image_to_rgb8 of the dumped output, the
  * parameters text starting with the prompt. */
-static void check_png(TestRun *T, const char *png, const char *dir, const char *last, int R, const char *text)
+static void check_png(TestRun *T, const char *suite, const char *png, const char *dir, const char *last, int R, const char *text)
 {
     Image img;
     float *x = NULL;
     int rank, ok = 0;
     int64_t shape[MAX_RANK], i, diff = 0;
-    char path[512], err[EDIFF_ERR];
+    char path[512], test[64], err[EDIFF_ERR];
     uint8_t *rgb;
+    snprintf(test, sizeof test, "%s.png", suite);
     snprintf(path, sizeof path, "%s/%s/out.npy", dir, last);
     if (png_read(png, &img, err) || npy_read(path, &x, &rank, shape, 1 << 24, err)) {
-        report(T, 0, png, "%s", err);
+        report(T, 0, test, "%s", err);
         free(x);
         return;
     }
@@ -146,21 +147,25 @@ static void check_png(TestRun *T, const char *png, const char *dir, const char *
         free(rgb);
         ok = diff == 0 && img.parameters && strncmp(img.parameters, text, strlen(text)) == 0;
     }
-    report(T, ok, "cli.pipeline.png", "%s: %dx%d (want %dx%d), %lld pixel bytes differ from the dumped %s output, "
+    report(T, ok, test, "%s: %dx%d (want %dx%d), %lld pixel bytes differ from the dumped %s output, "
            "parameters start '%.*s'", png, img.w, img.h, R, R, (long long)diff, last,
            img.parameters ? (int)strcspn(img.parameters, "\n") : 6, img.parameters ? img.parameters : "(none)");
     image_free(&img);
     free(x);
 }
 
-static void test_pipeline(TestRun *T)
+/* Every case of a reference file (test/gen_pipeline.py, test/gen_default.py): ediff runs the case's
+ * arguments on the file's `model` (default: the toy pipeline) with --dump, each reference tensor is
+ * compared with its dump, and the PNG with the last stage's output. */
+static void test_pipeline(TestRun *T, const char *suite, const char *file)
 {
     Blob ref;
-    const char *cases, *c;
-    char name[64], key[96], dir[128], png[160], out[OUT], last[64] = "";
+    const char *cases, *c, *model;
+    char name[64], key[96], dir[128], png[160], out[OUT], last[64] = "", test[64];
     const char *prompt;
     int i, rc, R = 0;
-    if (!selected(T, "cli.pipeline") || open_ref(T, &ref, "pipeline_ref.bin")) return;
+    if (!selected(T, suite) || open_ref(T, &ref, file)) return;
+    model = blob_meta(&ref, "model");
     cases = blob_meta(&ref, "cases");
     for (c = cases; c && *c;) {
         size_t len = strcspn(c, ",");
@@ -173,13 +178,15 @@ static void test_pipeline(TestRun *T)
         prompt = blob_meta(&ref, key);
         snprintf(dir, sizeof dir, "test/out/cli.%s", name);
         snprintf(png, sizeof png, "test/out/cli.%s.png", name);
-        rc = ediff(T, out, MODEL "%s --dump %s -o %s -t 1", args ? args : "", dir, png);
-        if (!report(T, rc == 0, "cli.pipeline.run", "ediff %s: exit %d %s", args ? args : "?", rc, rc ? out : ""))
+        rc = ediff(T, out, "--model %s %s --dump %s -o %s -t 1", model ? model : "test/ref/pipeline.bin",
+                   args ? args : "", dir, png);
+        snprintf(test, sizeof test, "%s.run", suite);
+        if (!report(T, rc == 0, test, "ediff %s: exit %d %s", args ? args : "?", rc, rc ? out : ""))
             continue;
         for (i = 0; i < ref.n_tensors; i++) {
             const char *t = ref.tensors[i].name;
             if (strncmp(t, name, strlen(name)) != 0 || t[strlen(name)] != '.') continue;
-            check_dump(T, dir, &ref.tensors[i], t + strlen(name) + 1);
+            check_dump(T, suite, dir, &ref.tensors[i], t + strlen(name) + 1);
             snprintf(key, sizeof key, "%s.paint_columns", name);
             if (strstr(t, "/paint.") && blob_meta(&ref, key))
                 check_paint_columns(T, dir, t + strlen(name) + 1, blob_meta(&ref, key));
@@ -188,7 +195,7 @@ static void test_pipeline(TestRun *T)
                 R = (int)ref.tensors[i].shape[2];
             }
         }
-        check_png(T, png, dir, last, R, prompt ? prompt : "?");
+        check_png(T, suite, png, dir, last, R, prompt ? prompt : "?");
     }
     blob_close(&ref);
 }
@@ -258,6 +265,7 @@ static void test_runs(TestRun *T)
 void suite_cli(TestRun *T)
 {
     test_help(T);
-    test_pipeline(T);
+    test_pipeline(T, "cli.pipeline", "pipeline_ref.bin");
+    test_pipeline(T, "cli.default", "default_ref.bin");
     test_runs(T);
 }

@@ -189,10 +189,11 @@ class Recorder:
     """Compares tensors with the dump as they are computed: record(name, x) when `scope/name` was dumped.
     Forward hooks on every module report `scope/PREFIX<module path>`; the driver sets `scope`."""
 
-    def __init__(self, dumpdir, names, tol):
+    def __init__(self, dumpdir, names, tol, keep=None):
         self.dir, self.tol, self.scope = dumpdir, tol, ""
         self.wanted = set(names)
         self.rows = {}          # name -> dict(shape, abs, rel, ok, status)
+        self.keep = keep        # None, or a dict that receives the PyTorch value of each compared tensor
 
     def load(self, name):
         return np.load(os.path.join(self.dir, name + ".npy"))
@@ -203,6 +204,8 @@ class Recorder:
             return
         got = self.load(full)
         want = np.asarray(x.detach().double().numpy() if torch.is_tensor(x) else x, dtype=np.float64)
+        if self.keep is not None:
+            self.keep[full] = want
         if got.shape != want.shape:
             self.rows[full] = dict(shape=got.shape, abs=math.inf, rel=math.inf, ok=False,
                                    status=f"shape {list(got.shape)}, torch {list(want.shape)}")
@@ -411,8 +414,9 @@ def run_stage(stage, st, rec, conds, guided_scale, y_lr, dtype, K, paint_weight)
     return out
 
 
-def crosscheck(blob, dumpdir, tol=1e-4, double=False):
-    """Rerun the dump's invocation in PyTorch; returns (run, rows in ediff's order)."""
+def crosscheck(blob, dumpdir, tol=1e-4, double=False, keep=None):
+    """Rerun the dump's invocation in PyTorch; returns (run, rows in ediff's order). keep: a dict that
+    receives PyTorch's value of every compared tensor (test/gen_default.py stores them as references)."""
     with open(os.path.join(dumpdir, "run.json")) as f:
         run = json.load(f)
     if run.get("paint") and not any("/paint." in n for n in run["tensors"]):
@@ -425,7 +429,7 @@ def crosscheck(blob, dumpdir, tol=1e-4, double=False):
     encoders.to(dtype)
     for m in stages.values():
         m.to(dtype)
-    rec = Recorder(dumpdir, run["tensors"], tol)
+    rec = Recorder(dumpdir, run["tensors"], tol, keep)
     rec.attach(encoders.t5, "t5.")
     rec.attach(encoders.clip, "clip.")
     for s, stage in stages.items():

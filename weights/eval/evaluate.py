@@ -64,7 +64,7 @@ def style_transfer(pipe, n, cfg_scale, batch, seed=0):
     images = [Image.fromarray(world.render(dict(world.sample_scene(rng), style=st))) for st in styles]
     out = {"tone": [], "texture": []}
     for i in range(0, n, batch):
-        imgs = ediffi.to_uint8(pipe.generate([p for p, _ in prompts[i:i + batch]], list(range(i, i + batch)),
+        imgs = ediffi.to_uint8(pipe.generate([p for p, _ in prompts[i:i + batch]], list(range(i, min(i + batch, n))),
                                              style_images=images[i:i + batch], cfg_scale=cfg_scale))
         for img, st in zip(imgs, styles[i:i + batch]):
             tone, texture = background_style(img)
