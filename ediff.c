@@ -53,15 +53,6 @@ static double seconds_now(void)
 #endif
 }
 
-static int fail(char err[EDIFF_ERR], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, EDIFF_ERR, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 /* One error line on stderr, "ediff: MESSAGE": control characters in the message (a newline in a file
  * or stage name given on the command line) are shown as \xHH, so that it stays one line. */
 static void print_error(const char *fmt, ...)
@@ -86,7 +77,7 @@ static int regular_file(const char *path, char err[EDIFF_ERR])
 {
 #ifdef HAVE_POSIX
     struct stat sb;
-    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) return fail(err, "%s: not a regular file", path);
+    if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) return errorf(err, "%s: not a regular file", path);
 #else
     (void)path;
     (void)err;
@@ -176,9 +167,9 @@ static int tokenizers_load(Model *m, char err[EDIFF_ERR])
     const Blob *t5_src = blob_get(&m->blob, "tokenizer.t5_spiece") ? &m->blob : NULL;
     char why[EDIFF_ERR];
     if (m->use_clip_text && tokenizers_open(&m->clip_tok, NULL, clip_src, why))
-        return clip_src ? fail(err, "%s: tokenizer.clip_merges: %s", m->blob.path, why) : fail(err, "%s", why);
+        return clip_src ? errorf(err, "%s: tokenizer.clip_merges: %s", m->blob.path, why) : errorf(err, "%s", why);
     if (m->use_t5 && tokenizers_open(NULL, &m->t5_tok, t5_src, why))
-        return t5_src ? fail(err, "%s: tokenizer.t5_spiece: %s", m->blob.path, why) : fail(err, "%s", why);
+        return t5_src ? errorf(err, "%s: tokenizer.t5_spiece: %s", m->blob.path, why) : errorf(err, "%s", why);
     return 0;
 }
 
@@ -192,20 +183,20 @@ static int expert_check(const Model *m, const Stage *st, int k, int lowres, char
     char at[EDIFF_ERR];
     snprintf(at, sizeof at, "%s: stage '%s' expert %d", m->blob.path, st->cfg.name, k);
     if (u->in_channels != in || u->out_channels != 3)
-        return fail(err, "%s: the UNet maps %d to %d channels, the stage needs %d to 3", at, u->in_channels,
+        return errorf(err, "%s: the UNet maps %d to %d channels, the stage needs %d to 3", at, u->in_channels,
                     u->out_channels, in);
     if (c->dim != u->context_dim)
-        return fail(err, "%s: conditioning width %d, the UNet's context width %d", at, c->dim, u->context_dim);
+        return errorf(err, "%s: conditioning width %d, the UNet's context width %d", at, c->dim, u->context_dim);
     if (u->class_embed_dim != class_dim)
-        return fail(err, "%s: class embedding input %d, the stage needs 2 x %d%s = %d", at, u->class_embed_dim,
+        return errorf(err, "%s: class embedding input %d, the stage needs 2 x %d%s = %d", at, u->class_embed_dim,
                     c->embed_dim, st->cfg.sr ? " + aug_dim" : "", class_dim);
     if ((m->use_t5 && c->t5_dim != m->d_t5) || (m->use_clip_text && c->clip_dim != m->d_clip) ||
         (m->embed_dim && c->embed_dim != m->embed_dim))
-        return fail(err, "%s: conditioning takes widths %d/%d/%d (T5/CLIP/embedding), the encoders give %d/%d/%d", at,
+        return errorf(err, "%s: conditioning takes widths %d/%d/%d (T5/CLIP/embedding), the encoders give %d/%d/%d", at,
                     c->t5_dim, c->clip_dim, c->embed_dim, m->d_t5, m->d_clip, m->embed_dim);
     if (unet_attention_grids(&st->unet[k], R, R, grids, GRIDS_MAX) < 0)
-        return fail(err, "%s: resolution %d is too small for the UNet", at, R);
-    if (st->cfg.sr && lowres > R) return fail(err, "%s: super-resolution from %d down to %d", at, lowres, R);
+        return errorf(err, "%s: resolution %d is too small for the UNet", at, R);
+    if (st->cfg.sr && lowres > R) return errorf(err, "%s: super-resolution from %d down to %d", at, lowres, R);
     return 0;
 }
 
@@ -264,7 +255,7 @@ static int model_init(Model *m, const Options *o, char err[EDIFF_ERR])
     loader_init(&L, &m->blob, "t5.");              /* the T5 rows exist even when T5 is dropped */
     m->L5 = (int)ld_int(&L, "max_tokens");
     if (!L.failed && (m->L5 < 1 || m->L5 > 4096)) loader_fail(&L, "t5.max_tokens=%d out of range 1..4096", m->L5);
-    if (L.failed) return fail(err, "%s", L.err);
+    if (L.failed) return errorf(err, "%s", L.err);
     if (m->use_t5) {
         if (t5_load(&m->t5, &m->blob, "t5.", err)) return -1;
         m->d_t5 = m->t5.cfg.d_model;
@@ -277,7 +268,7 @@ static int model_init(Model *m, const Options *o, char err[EDIFF_ERR])
     if (m->use_clip_image) {
         if (clip_vision_load(&m->clip_vision, &m->blob, "clip.", err)) return -1;
         if (m->embed_dim && m->clip_vision.cfg.projection_dim != m->embed_dim)
-            return fail(err, "%s: CLIP text and image embeddings differ in width (%d, %d)", path, m->embed_dim,
+            return errorf(err, "%s: CLIP text and image embeddings differ in width (%d, %d)", path, m->embed_dim,
                         m->clip_vision.cfg.projection_dim);
         m->embed_dim = m->clip_vision.cfg.projection_dim;
     }
@@ -449,7 +440,7 @@ static int paint_columns(const Model *m, const TextEncoding *e, Paint *p, int n_
         found += mark_phrase(e->clip_ids, 1, end, &ids, p->column, m->L5);
         tokens_free(&ids);
     }
-    if (!found) return fail(err, "--paint: '%s' is not in the prompt", p->words);
+    if (!found) return errorf(err, "--paint: '%s' is not in the prompt", p->words);
     return 0;
 }
 
@@ -857,8 +848,8 @@ static int run_stage(StageRun *r, int s, int n_stages, uint64_t seed, const floa
     edm_denoiser_free(&e_cond);
     if (guided) edm_denoiser_free(&e_uncond);
     free(z_lr);
-    if (r->cond.failed) return fail(err, "stage '%s': %s", cfg->name, r->cond.err);
-    if (r->uncond.failed) return fail(err, "stage '%s': %s", cfg->name, r->uncond.err);
+    if (r->cond.failed) return errorf(err, "stage '%s': %s", cfg->name, r->cond.err);
+    if (r->uncond.failed) return errorf(err, "stage '%s': %s", cfg->name, r->uncond.err);
     return 0;
 }
 
@@ -926,7 +917,7 @@ static int stage_settings(StageRun *r, const Options *o, char err[EDIFF_ERR])
         case SET_ETA: r->sampler.eta = s->value; break;
         }
     }
-    if (sampler_check(&r->sampler, why)) return fail(err, "stage '%s': %s", cfg->name, why);
+    if (sampler_check(&r->sampler, why)) return errorf(err, "stage '%s': %s", cfg->name, why);
     return 0;
 }
 
@@ -1038,7 +1029,7 @@ static int run_prepare(Run *r, const Image *style, char err[EDIFF_ERR])
     if (r->opt->negative && encode_prompt(m, &r->negative, &r->arena[0], &r->dump, "negative", err)) return -1;
     if (r->opt->style && encode_style(m, style, &r->arena[0], &r->dump, &r->style, err)) return -1;
     for (s = 0; s < m->n_stages; s++) prepare_stage(r, s);
-    return r->dump.failed ? fail(err, "%s", r->dump.err) : 0;
+    return r->dump.failed ? errorf(err, "%s", r->dump.err) : 0;
 }
 
 /* ================================================================ output ======================= */
@@ -1278,7 +1269,7 @@ static int write_run_json(const Run *r, char err[EDIFF_ERR])
     if (ok) ok = fwrite(t.p, 1, t.len, f) == t.len;
     if (f && fclose(f) != 0) ok = 0;
     free(t.p);
-    return ok ? 0 : fail(err, "%s: cannot write", path);
+    return ok ? 0 : errorf(err, "%s: cannot write", path);
 }
 
 /* Image j of a batch: j = 0 writes `path` itself, j > 0 inserts "-j" before a ".png" extension
@@ -1328,7 +1319,7 @@ static int generate(Run *r, int j, const Progress *progress, const char *path, c
         lr = R;
     }
     if (rc == 0 && j == 0 && r->dump.dir) rc = write_run_json(r, err);
-    if (rc == 0 && r->dump.failed) rc = fail(err, "%s", r->dump.err);
+    if (rc == 0 && r->dump.failed) rc = errorf(err, "%s", r->dump.err);
     if (rc == 0) {
         parameters = parameters_text(r, seed);
         rc = write_image(path, prev, lr, parameters, err);
@@ -1361,7 +1352,7 @@ static const Flag flags[] = {
      "goes to FILE-j.png"},
     {F_BATCH, NULL, "--batch-count", "N", "number of images, 1..10000, with seeds SEED, SEED+1, ... (default 1)"},
     {F_SEED, "-s", "--seed", "N", "0..18446744073709551615, or -1 for a random one (default 42)"},
-    {F_MODEL, NULL, "--model", "FILE", "the weight blob (default " DEFAULT_MODEL ")"},
+    {F_MODEL, NULL, "--model", "FILE", "the weight blob (default " DEFAULT_MODEL ", here or beside the program)"},
     {-1, NULL, NULL, NULL, "Sampling (VALUE sets every stage, STAGE=VALUE one stage, e.g. --steps sr=10; "
      "defaults are the model's):"},
     {F_STEPS, NULL, "--steps", "N", "sampler steps, 1..10000 (ddpm 1..1000)"},
@@ -1731,7 +1722,7 @@ static int check_setting_stages(const Options *o, const Model *m)
  * /dev/null) and the dump directory exists or can be made: checked before any long work. */
 static int check_paths(const Options *o, char err[EDIFF_ERR])
 {
-    if (strlen(o->output) > 4000) return fail(err, "-o: path too long");
+    if (strlen(o->output) > 4000) return errorf(err, "-o: path too long");
 #ifdef HAVE_POSIX
     {
         struct stat sb;
@@ -1741,16 +1732,16 @@ static int check_paths(const Options *o, char err[EDIFF_ERR])
         for (j = 0; j < o->batch; j++) {
             output_name(path, sizeof path, o->output, j);
             if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
-                return fail(err, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
+                return errorf(err, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
                             "exists and is not a regular file (a device or a pipe?)");
         }
         if (!slash) snprintf(dir, sizeof dir, ".");
         else snprintf(dir, sizeof dir, "%.*s", slash == o->output ? 1 : (int)(slash - o->output), o->output);
         if (access(dir, W_OK | X_OK) != 0)
-            return fail(err, "%s: cannot write to directory '%s' (%s)", o->output, dir, strerror(errno));
+            return errorf(err, "%s: cannot write to directory '%s' (%s)", o->output, dir, strerror(errno));
         if (o->dump && stat(o->dump, &sb) != 0 && mkdir(o->dump, 0777) != 0)
-            return fail(err, "--dump %s: cannot create the directory (%s)", o->dump, strerror(errno));
-        if (o->dump && access(o->dump, W_OK | X_OK) != 0) return fail(err, "--dump %s: not a writable directory", o->dump);
+            return errorf(err, "--dump %s: cannot create the directory (%s)", o->dump, strerror(errno));
+        if (o->dump && access(o->dump, W_OK | X_OK) != 0) return errorf(err, "--dump %s: not a writable directory", o->dump);
     }
 #endif
     return 0;
@@ -1800,7 +1791,7 @@ static int generate_all(const Options *o)
     memset(&r, 0, sizeof r);
     memset(&style, 0, sizeof style);
     if (model_load(&m, o, err)) {
-        print_error("%s%s", err, m.blob_open || strcmp(o->model, DEFAULT_MODEL) ? "" :
+        print_error("%s%s", err, m.blob_open || !strstr(o->model, DEFAULT_MODEL) ? "" :
                     " (the default model; give another with --model FILE)");
         model_free(&m);
         return 1;
@@ -1852,10 +1843,28 @@ static int generate_all(const Options *o)
     return rc ? 1 : 0;
 }
 
+/* The default model is weights/ediff-tiny.bin of the working directory or, when that does not exist,
+ * of the program's own directory (argv[0]'s), so that a built checkout's ediff runs from anywhere. */
+static const char *default_model(const char *argv0, char *buf, size_t n)
+{
+    const char *slash = strrchr(argv0, '/');
+    FILE *f = fopen(DEFAULT_MODEL, "rb");
+    if (f || !slash || (size_t)(slash - argv0) + sizeof DEFAULT_MODEL + 1 > n) {
+        if (f) fclose(f);
+        return DEFAULT_MODEL;
+    }
+    snprintf(buf, n, "%.*s/%s", (int)(slash - argv0), argv0, DEFAULT_MODEL);
+    if (!(f = fopen(buf, "rb"))) return DEFAULT_MODEL;
+    fclose(f);
+    return buf;
+}
+
 static int cmd_generate(int argc, char **argv)
 {
     Options o;
+    char model[4096];
     int rc = parse_options(&o, argc, argv);
+    if (rc == 0 && strcmp(o.model, DEFAULT_MODEL) == 0) o.model = default_model(argv[0], model, sizeof model);
     if (rc == 0 && o.random_seed) o.seed = (uint64_t)(seconds_now() * 1e6) * 6364136223846793005u + (uint64_t)clock();
     if (rc == 0) rc = generate_all(&o);
     free(o.from_text);

@@ -59,6 +59,7 @@ float *arena_alloc(Arena *a, size_t nfloats);   /* aborts with a clear message i
 size_t arena_mark(const Arena *a);
 void   arena_reset(Arena *a, size_t mark);
 
+int   errorf(char err[EDIFF_ERR], const char *fmt, ...);   /* err = the message (printf format); returns -1 */
 void *xmalloc(size_t bytes);                     /* malloc or exit(1) with "ediff: out of memory" */
 void *xcalloc(size_t n, size_t size);
 

@@ -6,6 +6,7 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,7 +212,17 @@ static inline float max_f32(const float *x, int n)
     return key_float(m);
 }
 
-/* ------------------------------------------------------------------ memory ------------------------ */
+/* ------------------------------------------------------------------ errors and memory ------------- */
+
+int errorf(char err[EDIFF_ERR], const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, EDIFF_ERR, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
 
 void *xmalloc(size_t bytes)
 {

@@ -7,21 +7,11 @@
 #include "ediff.h"
 
 #include <float.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_TEXT (1u << 30)    /* prompts up to 1 GiB: offsets in the cleaned text (under 2x longer) fit int32 */
-
-static int fail(char err[EDIFF_ERR], const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, EDIFF_ERR, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 /* ------------------------------------------------------------------ ids, maps ------------------- */
 
@@ -583,7 +573,7 @@ int clip_tokenizer_encode(const ClipTokenizer *t, const char *text, size_t len, 
     uint32_t *s;
     uint8_t *bytes;
     BpeWork w;
-    if (len > MAX_TEXT) return fail(err, "clip: prompt of %zu bytes is too long (1 GiB at most)", len);
+    if (len > MAX_TEXT) return errorf(err, "clip: prompt of %zu bytes is too long (1 GiB at most)", len);
     s = decode_utf8((const uint8_t *)text, len, &n);
     n = clip_clean(s, n);
     bytes = xmalloc(4 * n + 1);
@@ -641,7 +631,7 @@ int clip_tokenizer_init(ClipTokenizer *t, const uint8_t *text, size_t n, char er
     memset(t, 0, sizeof *t);
     bytes_to_unicode(ch, t->byte_sym);
     for (pos = 0; pos < n && text[pos] != '\n'; pos++) {}
-    if (pos >= n) return fail(err, "clip merges: no header line");
+    if (pos >= n) return errorf(err, "clip merges: no header line");
     pos++;
     for (line_end = pos; line_end < n && line < 1 + CLIP_MERGES; line_end++) line += text[line_end] == '\n';
     line = 1;
@@ -661,28 +651,28 @@ int clip_tokenizer_init(ClipTokenizer *t, const uint8_t *text, size_t n, char er
         line++;
         for (line_end = pos; line_end < n && text[line_end] != '\n'; line_end++) {}
         if (pos >= n) {
-            fail(err, "clip merges: %d merges, expected %d", (int)r, CLIP_MERGES);
+            errorf(err, "clip merges: %d merges, expected %d", (int)r, CLIP_MERGES);
             goto bad;
         }
         for (sp = pos; sp < line_end && text[sp] != ' '; sp++) {}
         if (sp == pos || sp + 1 >= line_end || memchr(text + sp + 1, ' ', line_end - sp - 1) || text[line_end - 1] == '\r') {
-            fail(err, "clip merges: line %d is not \"left right\"", (int)line);
+            errorf(err, "clip merges: line %d is not \"left right\"", (int)line);
             goto bad;
         }
         a = trie_find(&vocab, text + pos, sp - pos);
         b = trie_find(&vocab, text + sp + 1, line_end - sp - 1);
         if (a < 0 || b < 0) {
-            fail(err, "clip merges: line %d uses a symbol no earlier line made", (int)line);
+            errorf(err, "clip merges: line %d uses a symbol no earlier line made", (int)line);
             goto bad;
         }
         if (idmap_add(&t->pair_rank, (uint64_t)(uint32_t)a << 32 | (uint32_t)b, r) != r) {
-            fail(err, "clip merges: line %d repeats an earlier merge", (int)line);
+            errorf(err, "clip merges: line %d repeats an earlier merge", (int)line);
             goto bad;
         }
         memcpy(joined, text + pos, sp - pos);               /* the result's string: left + right */
         memcpy(joined + (sp - pos), text + sp + 1, line_end - sp - 1);
         if (trie_add(&vocab, joined, line_end - pos - 1, 512 + r) != 512 + r) {
-            fail(err, "clip merges: line %d makes a symbol that already exists", (int)line);
+            errorf(err, "clip merges: line %d makes a symbol that already exists", (int)line);
             goto bad;
         }
         t->merge[2 * r] = a;
@@ -796,7 +786,7 @@ static int load_charsmap(T5Tokenizer *t, const uint8_t *p, size_t n, char err[ED
     size_t trie_bytes, i;
     if (n == 0) return 0;                          /* no normalisation rules */
     if (n < 4 || (trie_bytes = le32(p)) % 4 || trie_bytes < 4 || trie_bytes >= n - 4 || p[n - 1])
-        return fail(err, "t5 spiece: malformed precompiled_charsmap");
+        return errorf(err, "t5 spiece: malformed precompiled_charsmap");
     t->n_units = trie_bytes / 4;
     t->unit = xmalloc(t->n_units * sizeof *t->unit);
     for (i = 0; i < t->n_units; i++) t->unit[i] = le32(p + 4 + 4 * i);
@@ -829,7 +819,7 @@ static int parse_normalizer(T5Tokenizer *t, const PbField *m, char err[EDIFF_ERR
             break;
         }
     }
-    return got < 0 ? fail(err, "t5 spiece: malformed normalizer_spec") : 0;
+    return got < 0 ? errorf(err, "t5 spiece: malformed normalizer_spec") : 0;
 }
 
 /* trainer_spec: only what changes encoding. */
@@ -840,12 +830,12 @@ static int parse_trainer(T5Tokenizer *t, const PbField *m, char err[EDIFF_ERR])
     int got;
     while ((got = pb_next(&r, &f)) > 0) {
         if (f.wire != 0) continue;
-        if (f.field == 3 && f.v != 1) return fail(err, "t5 spiece: model_type %d is not unigram", (int)f.v);
-        if (f.field == 24 && f.v) return fail(err, "t5 spiece: treat_whitespace_as_suffix is not supported");
-        if (f.field == 35 && f.v) return fail(err, "t5 spiece: byte_fallback is not supported");
+        if (f.field == 3 && f.v != 1) return errorf(err, "t5 spiece: model_type %d is not unigram", (int)f.v);
+        if (f.field == 24 && f.v) return errorf(err, "t5 spiece: treat_whitespace_as_suffix is not supported");
+        if (f.field == 35 && f.v) return errorf(err, "t5 spiece: byte_fallback is not supported");
         if (f.field == 42) t->eos_id = (int)(int32_t)(uint32_t)f.v;   /* int32, may be -1 */
     }
-    return got < 0 ? fail(err, "t5 spiece: malformed trainer_spec") : 0;
+    return got < 0 ? errorf(err, "t5 spiece: malformed trainer_spec") : 0;
 }
 
 int t5_tokenizer_init(T5Tokenizer *t, const uint8_t *data, size_t n, char err[EDIFF_ERR])
@@ -868,9 +858,9 @@ int t5_tokenizer_init(T5Tokenizer *t, const uint8_t *data, size_t n, char err[ED
         else if (f.field <= 3) got = -1;
         if (got < 0) break;
     }
-    if (got == -1) fail(err, "t5 spiece: not a sentencepiece model (malformed protobuf)");
+    if (got == -1) errorf(err, "t5 spiece: not a sentencepiece model (malformed protobuf)");
     if (got >= 0 && (t->n_pieces == 0 || t->n_pieces > (1 << 24)))
-        got = -1, fail(err, "t5 spiece: %d pieces", t->n_pieces);
+        got = -1, errorf(err, "t5 spiece: %d pieces", t->n_pieces);
     if (got < 0) {
         t5_tokenizer_free(t);
         return -1;
@@ -886,24 +876,24 @@ int t5_tokenizer_init(T5Tokenizer *t, const uint8_t *data, size_t n, char err[ED
         int type;
         if (f.field != 1) continue;
         if (parse_piece(&f, &piece, &len, &t->score[id], &type) < 0 || !piece || !len) {
-            fail(err, "t5 spiece: piece %d is malformed or empty", id);
+            errorf(err, "t5 spiece: piece %d is malformed or empty", id);
             goto bad;
         }
         if (type < SP_NORMAL || type > SP_BYTE || type == SP_USER_DEFINED || type == SP_BYTE) {
-            fail(err, "t5 spiece: piece %d has type %d (user-defined and byte pieces are not supported)", id, type);
+            errorf(err, "t5 spiece: piece %d has type %d (user-defined and byte pieces are not supported)", id, type);
             goto bad;
         }
         t->type[id] = (uint8_t)type;
         if (type == SP_UNKNOWN) t->unk_id = id, n_unk++;
         if (type == SP_NORMAL || type == SP_UNUSED) {
             if (trie_add(&vocab, piece, len, id) != id) {
-                fail(err, "t5 spiece: piece %d is defined twice", id);
+                errorf(err, "t5 spiece: piece %d is defined twice", id);
                 goto bad;
             }
         }
         if (type == SP_NORMAL) {
             if (!(t->score[id] >= -FLT_MAX && t->score[id] <= FLT_MAX)) {
-                fail(err, "t5 spiece: piece %d has a non-finite score", id);
+                errorf(err, "t5 spiece: piece %d has a non-finite score", id);
                 goto bad;
             }
             if (t->score[id] < min_score) min_score = t->score[id];
@@ -911,7 +901,7 @@ int t5_tokenizer_init(T5Tokenizer *t, const uint8_t *data, size_t n, char err[ED
         id++;
     }
     if (n_unk != 1 || min_score == FLT_MAX || t->eos_id < 0 || t->eos_id >= t->n_pieces || t->type[t->eos_id] != SP_CONTROL) {
-        fail(err, "t5 spiece: needs one <unk>, a normal piece and a control piece as eos (%d <unk>, eos id %d)", n_unk, t->eos_id);
+        errorf(err, "t5 spiece: needs one <unk>, a normal piece and a control piece as eos (%d <unk>, eos id %d)", n_unk, t->eos_id);
         goto bad;
     }
     t->unk_score = min_score - 10.0f;                /* unigram_model.cc kUnkPenalty */
@@ -1144,13 +1134,13 @@ int t5_tokenizer_encode(const T5Tokenizer *t, const char *text, size_t len, int 
     size_t n;
     const uint8_t *s;
     Bytes norm = {NULL, 0, 0};
-    if (len > MAX_TEXT) return fail(err, "t5: prompt of %zu bytes is too long (1 GiB at most)", len);
+    if (len > MAX_TEXT) return errorf(err, "t5: prompt of %zu bytes is too long (1 GiB at most)", len);
     s = valid_utf8((const uint8_t *)text, len, &n, &owned);
     t5_normalize(t, s, n, &norm);
     free(owned);
     if (norm.n > MAX_TEXT) {
         free(norm.p);
-        return fail(err, "t5: prompt is too long after normalisation");
+        return errorf(err, "t5: prompt is too long after normalisation");
     }
     if (max_ids != 0) t5_viterbi(t, norm.p, norm.n, max_ids, out);
     free(norm.p);
@@ -1171,17 +1161,17 @@ static uint8_t *read_whole_file(const char *path, size_t *n, char err[EDIFF_ERR]
     FILE *f = fopen(path, "rb");
     uint8_t *buf;
     long len;
-    if (!f) return fail(err, "cannot open %s", path), NULL;
+    if (!f) return errorf(err, "cannot open %s", path), NULL;
     if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 || len > (1L << 30) || fseek(f, 0, SEEK_SET)) {
         fclose(f);
-        return fail(err, "cannot read %s", path), NULL;
+        return errorf(err, "cannot read %s", path), NULL;
     }
     buf = xmalloc((size_t)len + 1);
     *n = fread(buf, 1, (size_t)len, f);
     fclose(f);
     if (*n != (size_t)len) {
         free(buf);
-        return fail(err, "cannot read %s", path), NULL;
+        return errorf(err, "cannot read %s", path), NULL;
     }
     buf[len] = 0;
     return buf;
@@ -1195,7 +1185,7 @@ static const uint8_t *tokenizer_bytes(const Blob *blob, const char *tensor, cons
     *owned = NULL;
     if (!blob) return *owned = read_whole_file(path, n, err);
     x = blob_get(blob, tensor);
-    if (!x || x->dtype != DT_U8 || x->rank != 1) return fail(err, "%s: no u8 tensor %s", blob->path, tensor), NULL;
+    if (!x || x->dtype != DT_U8 || x->rank != 1) return errorf(err, "%s: no u8 tensor %s", blob->path, tensor), NULL;
     *n = (size_t)x->numel;
     return x->data;
 }
@@ -1275,7 +1265,7 @@ int tokenizer_check_cases(const ClipTokenizer *clip, const T5Tokenizer *t5, cons
         if (!tab2 || memchr(tab2 + 1, '\t', (size_t)((const char *)file + end - tab2 - 1)) ||
             !(is_clip || (tab1 - s == 2 && memcmp(s, "t5", 2) == 0)) ||
             (len = unescape_case(tab1 + 1, (size_t)(tab2 - tab1 - 1), text)) < 0) {
-            rc = fail(err, "%s:%d: not KIND<TAB>TEXT<TAB>IDS", path, line);
+            rc = errorf(err, "%s:%d: not KIND<TAB>TEXT<TAB>IDS", path, line);
             break;
         }
         {
@@ -1290,7 +1280,7 @@ int tokenizer_check_cases(const ClipTokenizer *clip, const T5Tokenizer *t5, cons
             }
             if (p != e) {
                 tokens_free(&want);
-                rc = fail(err, "%s:%d: bad IDS field", path, line);
+                rc = errorf(err, "%s:%d: bad IDS field", path, line);
                 break;
             }
         }
@@ -1302,7 +1292,7 @@ int tokenizer_check_cases(const ClipTokenizer *clip, const T5Tokenizer *t5, cons
             rc = -1;
         }
         if (rc) {
-            if (!(is_clip ? (const void *)clip : (const void *)t5)) fail(err, "%s:%d: no %s tokenizer", path, line, is_clip ? "clip" : "t5");
+            if (!(is_clip ? (const void *)clip : (const void *)t5)) errorf(err, "%s:%d: no %s tokenizer", path, line, is_clip ? "clip" : "t5");
         } else {
             ok = got.n == want.n && memcmp(got.id, want.id, (size_t)got.n * sizeof *got.id) == 0;
             if (ok) ++*passed;
