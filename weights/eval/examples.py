@@ -1,18 +1,18 @@
-"""A 4x4 grid of example outputs (the blob's default cascade and sampling settings, seed 0) with captions.
+"""A 4x4 grid of ediff's outputs (the C program, the blob's default cascade and sampling settings, one seed)
+with their prompts: docs/examples.png.
 
-    python weights/eval/examples.py --blob weights/ediff-tiny.bin --out docs/examples.png
+    make && python weights/eval/examples.py --blob weights/ediff-tiny.bin --out docs/examples.png
 """
 import argparse
-import sys
+import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
-import torch
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-import ediffi  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 PROMPTS = [
     "a red circle above a blue square", "a small green triangle to the left of a large yellow circle",
@@ -27,14 +27,20 @@ SCALE, CAPTION_H = 3, 44
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--blob", default=str(ediffi.REPO / "weights/ediff-tiny.bin"))
+    ap.add_argument("--blob", default=str(REPO / "weights/ediff-tiny.bin"))
     ap.add_argument("--out", required=True)
-    ap.add_argument("--base", default="base")
+    ap.add_argument("--ediff", default=str(REPO / "ediff"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--args", default="", help="more ediff arguments, e.g. '--stage base_single'")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    pipe = ediffi.load_blob(args.blob)
-    images = ediffi.to_uint8(pipe.generate(PROMPTS, [args.seed] * len(PROMPTS), base=args.base))
+    images = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, prompt in enumerate(PROMPTS):
+            png = f"{tmp}/{i}.png"
+            subprocess.run([args.ediff, prompt, "--model", args.blob, "-s", str(args.seed), "-o", png,
+                            *args.args.split()], check=True)
+            images.append(np.asarray(Image.open(png).convert("RGB")))
+    images = np.stack(images)
     size = images.shape[1] * SCALE
     sheet = Image.new("RGB", (4 * size, 4 * (size + CAPTION_H)), "white")
     draw, font = ImageDraw.Draw(sheet), ImageFont.load_default()
