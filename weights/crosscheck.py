@@ -62,20 +62,6 @@ def stop(message):
     sys.exit(2)
 
 
-def parse_value(text):
-    """Blob metadata text -> Python value (docs/blob.md: true/false, none, inf, numbers, strings)."""
-    if text in ("true", "false"):
-        return text == "true"
-    if text == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def unet_kwargs(meta, prefix):
     """UNet2DConditionModel arguments from PREFIX<field> metadata: the constructor's parameters only,
     list-valued where the constructor's default is a tuple."""
@@ -86,9 +72,9 @@ def unet_kwargs(meta, prefix):
             continue
         text = meta[prefix + name]
         if isinstance(p.default, (tuple, list)) and text != "none":
-            out[name] = tuple(parse_value(t) for t in text.split(","))
+            out[name] = tuple(ediffi.parse_value(t) for t in text.split(","))
         else:
-            out[name] = parse_value(text)
+            out[name] = ediffi.parse_value(text)
     return out
 
 
@@ -117,7 +103,7 @@ def load_pipeline(path, run):
         meta, tensors = read_blob(path)
     except (OSError, ValueError) as e:
         stop(f"{path}: {e}")
-    num = lambda key, default=None: parse_value(meta[key]) if key in meta else default  # noqa: E731
+    num = lambda key, default=None: ediffi.parse_value(meta[key]) if key in meta else default  # noqa: E731
     t5_cfg = {k: num("t5." + k) for k in T5_KEYS if "t5." + k in meta}
     t5 = T5EncoderModel(T5Config(**t5_cfg, dropout_rate=0.0, is_encoder_decoder=False, use_cache=False,
                                  attn_implementation="eager"))

@@ -462,7 +462,8 @@ def to_uint8(images):
 # Loading an ediff blob (weights/blob.py format, keys of weights/train/export.py)
 
 
-def _parse_scalar(text):
+def parse_value(text):
+    """Blob metadata text -> Python value (docs/blob.md: true/false, none, inf, numbers, strings)."""
     if text in ("true", "false"):
         return text == "true"
     if text == "none":
@@ -484,7 +485,7 @@ def _unet_kwargs(meta, prefix):
         if key.startswith(prefix):
             name = key[len(prefix):]
             is_list = isinstance(defaults.get(name), (tuple, list)) and text != "none"
-            out[name] = tuple(_parse_scalar(t) for t in text.split(",")) if is_list else _parse_scalar(text)
+            out[name] = tuple(parse_value(t) for t in text.split(",")) if is_list else parse_value(text)
     return out
 
 
@@ -500,7 +501,7 @@ def load_blob(path):
     sys.path.insert(0, str(REPO / "weights"))
     from blob import read_blob
     meta, tensors = read_blob(path)
-    num = lambda key: _parse_scalar(meta[key])
+    num = lambda key: parse_value(meta[key])
     t5 = T5EncoderModel(T5Config(**{k[3:]: num(k) for k in meta if k.startswith("t5.") and k != "t5.max_tokens"},
                                  dropout_rate=0.0, is_encoder_decoder=False, use_cache=False, attn_implementation=ATTN))
     _load(t5, tensors, "t5.")
