@@ -24,7 +24,6 @@ Paths in run.json (style image) are relative to where ediff ran: run this from t
 import argparse
 import contextlib
 import gzip
-import inspect
 import json
 import math
 import os
@@ -60,22 +59,6 @@ def stop(message):
     """One line on stderr and exit status 2: the blob or the dump cannot be used."""
     print(f"crosscheck: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-def unet_kwargs(meta, prefix):
-    """UNet2DConditionModel arguments from PREFIX<field> metadata: the constructor's parameters only,
-    list-valued where the constructor's default is a tuple."""
-    params = inspect.signature(UNet2DConditionModel.__init__).parameters
-    out = {}
-    for name, p in params.items():
-        if prefix + name not in meta:
-            continue
-        text = meta[prefix + name]
-        if isinstance(p.default, (tuple, list)) and text != "none":
-            out[name] = tuple(ediffi.parse_value(t) for t in text.split(","))
-        else:
-            out[name] = ediffi.parse_value(text)
-    return out
 
 
 def load_state(module, tensors, prefix, ignore=()):
@@ -124,7 +107,7 @@ def load_pipeline(path, run):
     for st in run["stages"]:
         s, experts = st["name"], []
         for k in range(len(st["experts"])):
-            unet = UNet2DConditionModel(**unet_kwargs(meta, f"{s}.{k}.unet."))
+            unet = UNet2DConditionModel(**ediffi.unet_kwargs(meta, f"{s}.{k}.unet."))
             unet.set_attn_processor(AttnProcessor())
             w = lambda name: tensors[f"{s}.{k}.cond.{name}.weight"]  # noqa: E731
             cond = ediffi.EDiffIConditioning(t5_dim=w("t5_proj").shape[1], clip_dim=w("clip_proj").shape[1],

@@ -6,6 +6,7 @@ sources are in /work/shared/docs/ediffi.md (sections named in the comments as "e
 import gzip
 import html
 import importlib.util
+import inspect
 import math
 import sys
 import types
@@ -476,16 +477,16 @@ def parse_value(text):
     return text
 
 
-def _unet_kwargs(meta, prefix):
-    """UNet2DConditionModel config from `prefix.*` keys; list-valued parameters are those with tuple defaults."""
-    import inspect
-    defaults = {n: p.default for n, p in inspect.signature(UNet2DConditionModel.__init__).parameters.items()}
+def unet_kwargs(meta, prefix):
+    """UNet2DConditionModel arguments from PREFIX<field> metadata: the constructor's parameters only,
+    list-valued where the constructor's default is a tuple."""
     out = {}
-    for key, text in meta.items():
-        if key.startswith(prefix):
-            name = key[len(prefix):]
-            is_list = isinstance(defaults.get(name), (tuple, list)) and text != "none"
-            out[name] = tuple(parse_value(t) for t in text.split(",")) if is_list else parse_value(text)
+    for name, p in inspect.signature(UNet2DConditionModel.__init__).parameters.items():
+        if prefix + name not in meta:
+            continue
+        text = meta[prefix + name]
+        is_list = isinstance(p.default, (tuple, list)) and text != "none"
+        out[name] = tuple(parse_value(t) for t in text.split(",")) if is_list else parse_value(text)
     return out
 
 
@@ -519,7 +520,7 @@ def load_blob(path):
         for k in range(int(meta[f"{s}.experts"])):
             expert = Expert.__new__(Expert)
             nn.Module.__init__(expert)
-            expert.unet = UNet2DConditionModel(**_unet_kwargs(meta, f"{s}.{k}.unet."))
+            expert.unet = UNet2DConditionModel(**unet_kwargs(meta, f"{s}.{k}.unet."))
             expert.unet.set_attn_processor(AttnProcessor())
             expert.cond = EDiffIConditioning(**{key[len(f"{s}.{k}.cond."):]: num(key) for key in meta
                                                 if key.startswith(f"{s}.{k}.cond.")})
