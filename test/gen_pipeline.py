@@ -22,7 +22,6 @@ import math
 import os
 import shlex
 import sys
-import types
 
 import numpy as np
 import sentencepiece as spm
@@ -36,6 +35,7 @@ REF = os.path.join(ROOT, "test", "ref")
 sys.path.insert(0, os.path.join(ROOT, "weights"))
 import blob  # noqa: E402
 from convert import component_of, config_meta, processor_meta  # noqa: E402
+from ediffi import load_k_diffusion_sampling  # noqa: E402
 
 import transformers  # noqa: E402
 import diffusers  # noqa: E402
@@ -51,21 +51,6 @@ L5, CLIP_ROWS, SOT, EOT = 16, 77, 49406, 49407
 EMBED, CTX = 8, 16               # CLIP projection width, cross-attention width
 AUG_DIM, AUG_SIGMA = 8, 0.1
 SIGMA_DATA = 0.5
-
-
-def load_k_diffusion_sampling():
-    """k_diffusion.sampling without the package __init__, which imports torchvision (absent here)."""
-    spec = importlib.util.find_spec("k_diffusion")
-    pkg = types.ModuleType("k_diffusion")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["k_diffusion"] = pkg
-    stubs = {n: types.ModuleType(n) for n in ("torchvision", "torchvision.transforms",
-                                              "torchvision.transforms.functional")}
-    sys.modules.update(stubs)
-    import k_diffusion.sampling as K
-    for n in stubs:
-        del sys.modules[n]
-    return K
 
 
 def load_clip_tokenizer():
