@@ -21,14 +21,12 @@ given; an absent one is dropped = zeros) and `want`.
   unet_c.bin   tiny, f32 weights, no mid block; its tensors also back two config/weights mismatch cases
   unet_refuse.bin  real diffusers configs (SD 1.5, SD 2.1, SDXL) and unsupported variants, metadata only
 """
-import copy
 import math
 import os
 import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import diffusers
 from diffusers import UNet2DConditionModel
@@ -37,26 +35,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "weights"))
 import blob  # noqa: E402
 from convert import config_meta  # noqa: E402  (the converter's own config -> metadata mapping)
+from ediffi import EDiffIConditioning  # noqa: E402
 
 CLIP_ROWS = 77
-
-
-class EDiffIConditioning(nn.Module):
-    """Mirrors weights/ediffi.py EDiffIConditioning (docs/model.md "Conditioning"); replace this class by
-    an import of that one once weights/ediffi.py is on main."""
-
-    def __init__(self, t5_dim, clip_dim, clip_embed_dim, cross_attention_dim):
-        super().__init__()
-        self.t5_proj = nn.Linear(t5_dim, cross_attention_dim)
-        self.clip_proj = nn.Linear(clip_dim, cross_attention_dim)
-        self.image_proj = nn.Linear(clip_embed_dim, cross_attention_dim)
-        self.null_token = nn.Parameter(torch.randn(1, cross_attention_dim) * 0.02)
-
-    def forward(self, t5_tokens, clip_tokens, clip_text_embed, clip_image_embed):
-        batch = t5_tokens.shape[0]
-        context = torch.cat([self.t5_proj(t5_tokens), self.clip_proj(clip_tokens),
-                             self.image_proj(clip_image_embed)[:, None], self.null_token.expand(batch, 1, -1)], dim=1)
-        return context, torch.cat([clip_text_embed, clip_image_embed], dim=1)
 
 
 class PaintWithWordsProcessor:
