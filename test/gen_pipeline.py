@@ -34,7 +34,7 @@ REF = os.path.join(ROOT, "test", "ref")
 sys.path.insert(0, os.path.join(ROOT, "weights"))
 import blob  # noqa: E402
 from convert import component_of, config_meta, processor_meta  # noqa: E402
-from ediffi import EDiffIConditioning, load_k_diffusion_sampling  # noqa: E402
+from ediffi import EDiffIConditioning, PaintWithWords, load_k_diffusion_sampling  # noqa: E402
 
 import transformers  # noqa: E402
 import diffusers  # noqa: E402
@@ -63,27 +63,6 @@ def load_clip_tokenizer():
 K = load_k_diffusion_sampling()
 CLIP_TOK = load_clip_tokenizer()
 T5_TOK = spm.SentencePieceProcessor(model_file=os.path.join(ROOT, "weights", "vocab", "t5_spiece.model"))
-
-
-class PaintWithWordsProcessor:
-    """eDiff-I §4.3 as a diffusers attention processor (AttnProcessor written out): a cross-attention
-    call computes softmax((Q Kᵀ + W) · scale) V, W = weight · max(Q Kᵀ) · A, the max over the whole
-    score tensor of the call, A the map of the call's grid (looked up by its number of pixels)."""
-
-    def __init__(self, maps):
-        self.maps, self.weight = maps, 0.0
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context = encoder_hidden_states if cross else hidden_states
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        k = attn.head_to_batch_dim(attn.to_k(context))
-        v = attn.head_to_batch_dim(attn.to_v(context))
-        scores = q @ k.transpose(-1, -2)
-        if cross and self.weight:
-            scores = scores + self.weight * scores.max() * self.maps[q.shape[1]][None]
-        out = attn.batch_to_head_dim(torch.softmax(scores * attn.scale, dim=-1) @ v)
-        return attn.to_out[1](attn.to_out[0](out))
 
 
 # ------------------------------------------------------------------------------ the toy model
@@ -394,7 +373,7 @@ def run_case(name, prompt, negative=None, seed=0, style=None, paint=(), paint_we
             out[f"{stage_name}/paint.{h}x{w}"] = A
         branches = []
         ctx, cls = condition(enc, image_embed)
-        proc = PaintWithWordsProcessor({h * w: A for (h, w), A in maps.items()})
+        proc = PaintWithWords({h * w: A for (h, w), A in maps.items()})
         branches.append(dict(context=ctx, **{"class": cls}, painted=bool(paint), paint_weight=paint_weight, proc=proc,
                              scale=scale))
         for k in range(len(stage.experts)):

@@ -13,7 +13,8 @@ given; an absent one is dropped = zeros) and `want`.
   unet_a.bin   eDiff-I base-like, bf16 UNet weights: 9x11 input (odd: diffusers forwards upsample sizes), attention at two
                of three levels, per-level layers/heads/transformer depth, only_cross_attention at one
                level, scale_shift, projection class embedding, conditioning module, module dumps, and
-               paint-with-words (a diffusers attention processor implementing eDiff-I §4.3)
+               paint-with-words (weights/ediffi.py PaintWithWords, a diffusers attention processor
+               implementing eDiff-I §4.3)
   unet_b.bin   SR-like, f16 weights: 12x10 input with downsample_padding 0 (sizes 12x10, 6x5, 3x2),
                linear projections, default time shift, encoder_hid_proj, UNetMidBlock2D with
                mid_block_scale_factor, time_embedding_dim / time_embedding_act_fn / timestep_post_act,
@@ -35,35 +36,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "weights"))
 import blob  # noqa: E402
 from convert import config_meta  # noqa: E402  (the converter's own config -> metadata mapping)
-from ediffi import EDiffIConditioning  # noqa: E402
+from ediffi import EDiffIConditioning, PaintWithWords  # noqa: E402
 
 CLIP_ROWS = 77
-
-
-class PaintWithWordsProcessor:
-    """eDiff-I §4.3 paint-with-words as a diffusers attention processor (the AttnProcessor computation
-    written out): on a cross-attention call, softmax((Q Kᵀ + W) · scale) V with
-    W = weight · max(Q Kᵀ) · A, max over the whole score tensor of the call (all heads, queries, keys),
-    A the map of the call's grid, looked up by its number of query pixels."""
-
-    def __init__(self, maps, weight, record=None):
-        self.maps, self.weight, self.record = maps, weight, record
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context = encoder_hidden_states if cross else hidden_states
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        k = attn.head_to_batch_dim(attn.to_k(context))
-        v = attn.head_to_batch_dim(attn.to_v(context))
-        scores = q @ k.transpose(-1, -2)                                  # [heads, N_i, N_t], raw
-        painted = scores
-        if cross and self.weight:
-            painted = scores + self.weight * scores.max() * self.maps[q.shape[1]][None]
-        probs = torch.softmax(painted * attn.scale, dim=-1)
-        if self.record is not None and cross:
-            self.record.append((torch.softmax(scores * attn.scale, dim=-1), probs))
-        out = attn.batch_to_head_dim(probs @ v)
-        return attn.to_out[1](attn.to_out[0](out))
 
 
 g = torch.Generator().manual_seed(2024)
@@ -239,11 +214,11 @@ def gen_a():
     default = unet.attn_processors
     with torch.no_grad():
         plain = run()
-        unet.set_attn_processor(PaintWithWordsProcessor(by_n, 0.0))
+        unet.set_attn_processor(PaintWithWords(by_n, 0.0))
         same = run()                                                   # the processor is diffusers' attention
-        assert (same - plain).abs().max() < 1e-12, "PaintWithWordsProcessor(weight=0) differs from diffusers"
+        assert (same - plain).abs().max() < 1e-12, "PaintWithWords(weight=0) differs from diffusers"
         record = []
-        unet.set_attn_processor(PaintWithWordsProcessor(by_n, weight, record))
+        unet.set_attn_processor(PaintWithWords(by_n, weight, record))
         painted = run()
         first = module_dumps(unet, [FIRST_CROSS], run)[FIRST_CROSS][0]
         check_paint_probabilities(record[0], maps[(5, 6)])

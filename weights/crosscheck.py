@@ -236,30 +236,6 @@ def scope(rec, name):
 # The run, in PyTorch
 
 
-class PaintWithWords:
-    """eDiff-I §4.3 as a diffusers attention processor (no PyTorch library implements it): AttnProcessor's
-    attention, except that a cross-attention call computes softmax((Q Kᵀ + W) · scale) V with
-    W = weight · max(Q Kᵀ) · A, the max over every head, query and key of the call, A the paint map of the
-    call's grid (found by its number of pixels). The maps are read from the dump (S/paint.HxW: ediff's are
-    checked against the real tokenizers and Pillow by the CLI suite); the driver sets `weight` per call:
-    w' ln(1 + sigma) in the conditional branch, 0 in the unconditional one."""
-
-    def __init__(self, maps):
-        self.maps, self.weight = maps, 0.0
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context = encoder_hidden_states if cross else hidden_states
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        k = attn.head_to_batch_dim(attn.to_k(context))
-        v = attn.head_to_batch_dim(attn.to_v(context))
-        scores = q @ k.transpose(-1, -2)
-        if cross and self.weight:
-            scores = scores + self.weight * scores.max() * self.maps[q.shape[1]].to(scores.dtype)[None]
-        out = attn.batch_to_head_dim(torch.softmax(scores * attn.scale, dim=-1) @ v)
-        return attn.to_out[1](attn.to_out[0](out))
-
-
 def encode_text(encoders, rec, run, text, dtype, d_t5, d_clip, embed):
     """T5 tokens [1, L5, d] (encoder on the unpadded ids, zero rows after), CLIP tokens, pooled embedding;
     ids and every encoder module compared (scope set by the caller)."""
@@ -303,8 +279,9 @@ def run_stage(stage, st, rec, conds, guided_scale, y_lr, dtype, K, paint_weight)
     painter = None
     with scope(rec, name):
         maps = [n.split("/", 1)[1] for n in rec.wanted if n.startswith(name + "/paint.")]
-        if maps:
-            painter = PaintWithWords({int(np.prod([int(v) for v in m[6:].split("x")])): rec.input(m) for m in maps})
+        if maps:                                  # the dump's S/paint.HxW, keyed by pixel count; weight set per call
+            painter = ediffi.PaintWithWords({int(np.prod([int(v) for v in m[6:].split("x")])): rec.input(m)
+                                             for m in maps})
             for expert in stage.experts:
                 expert.unet.set_attn_processor(painter)
         rec.record("sigmas", sigmas)

@@ -307,6 +307,35 @@ class EDiffIConditioning(nn.Module):
         return context, torch.cat(parts, dim=1)
 
 
+class PaintWithWords:
+    """eDiff-I §4.3 paint-with-words as a diffusers attention processor (no PyTorch library implements it):
+    AttnProcessor's attention written out, except that a cross-attention call computes
+    softmax((Q Kᵀ + W) · scale) V with W = weight · max(Q Kᵀ) · A, the max over every head, query and key of
+    the call, A the paint map [pixels, context rows] of the call's grid, looked up in `maps` by its number of
+    pixels. The caller sets `weight` per call: w' ln(1 + sigma) in the conditional branch, 0 (diffusers'
+    attention) in the unconditional one. `record`, a list, receives each cross-attention call's
+    (plain, painted) attention probabilities."""
+
+    def __init__(self, maps, weight=0.0, record=None):
+        self.maps, self.weight, self.record = maps, weight, record
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        cross = encoder_hidden_states is not None
+        context = encoder_hidden_states if cross else hidden_states
+        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        k = attn.head_to_batch_dim(attn.to_k(context))
+        v = attn.head_to_batch_dim(attn.to_v(context))
+        scores = q @ k.transpose(-1, -2)                                  # [heads, N_i, N_t], raw
+        painted = scores
+        if cross and self.weight:
+            painted = scores + self.weight * scores.max() * self.maps[q.shape[1]].to(scores.dtype)[None]
+        probs = torch.softmax(painted * attn.scale, dim=-1)
+        if cross and self.record is not None:
+            self.record.append((torch.softmax(scores * attn.scale, dim=-1), probs))
+        out = attn.batch_to_head_dim(probs @ v)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
 def edm_precond(sigma, sigma_data=SIGMA_DATA):
     """EDM Table 1 (ediffi.md §2.1): c_skip, c_out, c_in, c_noise."""
     r = torch.sqrt(sigma ** 2 + sigma_data ** 2)
