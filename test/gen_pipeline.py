@@ -5,8 +5,8 @@
 test/ref/pipeline.bin — a model blob as docs/model.md and docs/blob.md describe one, random weights
   (float16), real libraries: T5EncoderModel and CLIPModel (text + vision) from transformers,
   diffusers UNet2DConditionModel experts with eDiff-I's conditioning module (weights/ediffi.py
-  EDiffIConditioning, mirrored below until it is on main): stage `base` 16x16 with 3 experts split at
-  the equal-mass cuts of ln sigma ~ N(-1.2, 1.2^2), its single-expert control `base_single`, stage `sr`
+  EDiffIConditioning): stage `base` 16x16 with 3 experts split at the equal-mass cuts of
+  ln sigma ~ N(-1.2, 1.2^2), its single-expert control `base_single`, stage `sr`
   16 -> 32 with 2 experts; both UNets cross-attend (base at 8x8, sr at 16x16), so paint-with-words
   reaches both stages. No tokenizer tensors: the C side reads weights/vocab/.
 test/ref/pipeline_ref.bin — for each case (metadata `cases`, each with the command-line arguments
@@ -22,12 +22,10 @@ import math
 import os
 import shlex
 import sys
-import types
 
 import numpy as np
 import sentencepiece as spm
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
 
@@ -36,11 +34,11 @@ REF = os.path.join(ROOT, "test", "ref")
 sys.path.insert(0, os.path.join(ROOT, "weights"))
 import blob  # noqa: E402
 from convert import component_of, config_meta, processor_meta  # noqa: E402
+from ediffi import EDiffIConditioning, PaintWithWords, load_k_diffusion_sampling  # noqa: E402
 
 import transformers  # noqa: E402
 import diffusers  # noqa: E402
 from diffusers import UNet2DConditionModel  # noqa: E402
-from diffusers.models.embeddings import get_timestep_embedding  # noqa: E402
 from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, T5Config, T5EncoderModel  # noqa: E402
 
 transformers.logging.set_verbosity_error()
@@ -51,21 +49,6 @@ L5, CLIP_ROWS, SOT, EOT = 16, 77, 49406, 49407
 EMBED, CTX = 8, 16               # CLIP projection width, cross-attention width
 AUG_DIM, AUG_SIGMA = 8, 0.1
 SIGMA_DATA = 0.5
-
-
-def load_k_diffusion_sampling():
-    """k_diffusion.sampling without the package __init__, which imports torchvision (absent here)."""
-    spec = importlib.util.find_spec("k_diffusion")
-    pkg = types.ModuleType("k_diffusion")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    sys.modules["k_diffusion"] = pkg
-    stubs = {n: types.ModuleType(n) for n in ("torchvision", "torchvision.transforms",
-                                              "torchvision.transforms.functional")}
-    sys.modules.update(stubs)
-    import k_diffusion.sampling as K
-    for n in stubs:
-        del sys.modules[n]
-    return K
 
 
 def load_clip_tokenizer():
@@ -80,45 +63,6 @@ def load_clip_tokenizer():
 K = load_k_diffusion_sampling()
 CLIP_TOK = load_clip_tokenizer()
 T5_TOK = spm.SentencePieceProcessor(model_file=os.path.join(ROOT, "weights", "vocab", "t5_spiece.model"))
-
-
-class EDiffIConditioning(nn.Module):
-    """Mirrors weights/ediffi.py EDiffIConditioning (docs/model.md "Conditioning"); replace this class by
-    an import of that one once weights/ediffi.py is on main."""
-
-    def __init__(self, t5_dim, clip_dim, clip_embed_dim, cross_attention_dim):
-        super().__init__()
-        self.t5_proj = nn.Linear(t5_dim, cross_attention_dim)
-        self.clip_proj = nn.Linear(clip_dim, cross_attention_dim)
-        self.image_proj = nn.Linear(clip_embed_dim, cross_attention_dim)
-        self.null_token = nn.Parameter(torch.randn(1, cross_attention_dim) * 0.02)
-
-    def forward(self, t5_tokens, clip_tokens, clip_text_embed, clip_image_embed, aug=None):
-        context = torch.cat([self.t5_proj(t5_tokens), self.clip_proj(clip_tokens),
-                             self.image_proj(clip_image_embed)[None], self.null_token], dim=0)
-        parts = [clip_text_embed, clip_image_embed] + ([aug] if aug is not None else [])
-        return context, torch.cat(parts)
-
-
-class PaintWithWordsProcessor:
-    """eDiff-I §4.3 as a diffusers attention processor (AttnProcessor written out): a cross-attention
-    call computes softmax((Q Kᵀ + W) · scale) V, W = weight · max(Q Kᵀ) · A, the max over the whole
-    score tensor of the call, A the map of the call's grid (looked up by its number of pixels)."""
-
-    def __init__(self, maps):
-        self.maps, self.weight = maps, 0.0
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context = encoder_hidden_states if cross else hidden_states
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        k = attn.head_to_batch_dim(attn.to_k(context))
-        v = attn.head_to_batch_dim(attn.to_v(context))
-        scores = q @ k.transpose(-1, -2)
-        if cross and self.weight:
-            scores = scores + self.weight * scores.max() * self.maps[q.shape[1]][None]
-        out = attn.batch_to_head_dim(torch.softmax(scores * attn.scale, dim=-1) @ v)
-        return attn.to_out[1](attn.to_out[0](out))
 
 
 # ------------------------------------------------------------------------------ the toy model
@@ -210,7 +154,8 @@ class Stage:
             unet = UNet2DConditionModel(**unet_config(sr))
             store(randomize(unet), f"{name}.{k}.unet.")
             META.update(config_meta(dict(unet.config), f"{name}.{k}.unet."))
-            cond = store(randomize(EDiffIConditioning(t5_config.d_model, 8, EMBED, CTX)), f"{name}.{k}.cond.")
+            cond = EDiffIConditioning(t5_config.d_model, 8, EMBED, CTX, aug_dim=AUG_DIM if sr else 0)
+            store(randomize(cond), f"{name}.{k}.cond.")
             self.experts.append((unet, cond))
         keys = dict(resolution=resolution, experts=n_experts, sigma_data=SIGMA_DATA, sigma_min=0.002, sigma_max=80.0,
                     rho=7.0, p_mean=-1.2, p_std=1.2, steps=steps, sampler=sampler, cfg_scale=cfg_scale)
@@ -349,8 +294,8 @@ def denoiser(stage, branches, z_lr):
         outs = []
         for b in branches:
             b["proc"].weight = b["paint_weight"] * math.log1p(s) if b["painted"] else 0.0
-            F_k = unet(inp, torch.tensor([c_noise], dtype=torch.float64), encoder_hidden_states=b["context"][k][None],
-                       class_labels=b["class"][k][None]).sample
+            F_k = unet(inp, torch.tensor([c_noise], dtype=torch.float64), encoder_hidden_states=b["context"][k],
+                       class_labels=b["class"][k]).sample
             outs.append(c_skip * x + c_out * F_k)
         if len(outs) == 1:
             return outs[0]
@@ -411,15 +356,15 @@ def run_case(name, prompt, negative=None, seed=0, style=None, paint=(), paint_we
         sampler = setting(settings, "--sampler", stage_name, META[f"{stage_name}.sampler"])
         scale = float(setting(settings, "--cfg-scale", stage_name, META[f"{stage_name}.cfg_scale"]))
         zeros_e = torch.zeros(EMBED, dtype=torch.float64)
-        aug = get_timestep_embedding(torch.tensor([math.log(AUG_SIGMA) / 4], dtype=torch.float64), AUG_DIM,
-                                     flip_sin_to_cos=True, downscale_freq_shift=0)[0] if stage.sr else None
+        sigma_aug = torch.full((1,), AUG_SIGMA) if stage.sr else None
 
         def condition(text_enc, image):
             t5_tokens = text_enc["t5_tokens"] if text_enc and text_enc["t5_tokens"] is not None else torch.zeros(L5, t5_config.d_model)
             clip_tokens = text_enc["clip_tokens"] if text_enc and text_enc["clip_tokens"] is not None else torch.zeros(CLIP_ROWS, 8)
             pooled = text_enc["clip_text_embed"] if text_enc and text_enc["clip_text_embed"] is not None else zeros_e
             image = image if image is not None else zeros_e
-            pairs = [cond(t5_tokens, clip_tokens, pooled, image, aug) for _, cond in stage.experts]
+            pairs = [cond(t5_tokens[None], clip_tokens[None], pooled[None], image[None], sigma_aug)
+                     for _, cond in stage.experts]
             return [p[0] for p in pairs], [p[1] for p in pairs]
 
         grids = {(R // 2, R // 2)}                     # both toy UNets cross-attend at half resolution
@@ -428,19 +373,19 @@ def run_case(name, prompt, negative=None, seed=0, style=None, paint=(), paint_we
             out[f"{stage_name}/paint.{h}x{w}"] = A
         branches = []
         ctx, cls = condition(enc, image_embed)
-        proc = PaintWithWordsProcessor({h * w: A for (h, w), A in maps.items()})
+        proc = PaintWithWords({h * w: A for (h, w), A in maps.items()})
         branches.append(dict(context=ctx, **{"class": cls}, painted=bool(paint), paint_weight=paint_weight, proc=proc,
                              scale=scale))
         for k in range(len(stage.experts)):
-            out[f"{stage_name}/cond/{stage_name}.{k}.cond.context"] = ctx[k][None]
-            out[f"{stage_name}/cond/{stage_name}.{k}.cond.class_labels"] = cls[k][None]
+            out[f"{stage_name}/cond/{stage_name}.{k}.cond.context"] = ctx[k]
+            out[f"{stage_name}/cond/{stage_name}.{k}.cond.class_labels"] = cls[k]
         if scale != 1.0:                               # docs/sampling.md §5: negative text or none; image kept in SR
             uctx, ucls = condition(neg, image_embed if stage.sr else None)
             branches.append(dict(context=uctx, **{"class": ucls}, painted=False, paint_weight=0.0, proc=proc,
                                  scale=scale))
             for k in range(len(stage.experts)):
-                out[f"{stage_name}/uncond/{stage_name}.{k}.cond.context"] = uctx[k][None]
-                out[f"{stage_name}/uncond/{stage_name}.{k}.cond.class_labels"] = ucls[k][None]
+                out[f"{stage_name}/uncond/{stage_name}.{k}.cond.context"] = uctx[k]
+                out[f"{stage_name}/uncond/{stage_name}.{k}.cond.class_labels"] = ucls[k]
         for unet, _ in stage.experts:
             unet.set_attn_processor(proc)
 

@@ -21,11 +21,9 @@ Each case stores its inputs, parameters and `want`; metadata `cases.KIND` lists 
 suite walks exactly what is written here. Metadata also holds a toy pipeline: stages with their expert
 tables (good and broken ones), as docs/blob.md names the keys.
 """
-import importlib.util
 import math
 import os
 import sys
-import types
 
 import numpy as np
 import torch
@@ -33,20 +31,13 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "weights"))
 import blob  # noqa: E402
-
-spec = importlib.util.find_spec("k_diffusion")
-pkg = types.ModuleType("k_diffusion")
-pkg.__path__ = list(spec.submodule_search_locations)
-sys.modules["k_diffusion"] = pkg
-stubs = {n: types.ModuleType(n) for n in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")}
-sys.modules.update(stubs)
-import k_diffusion.sampling as K  # noqa: E402
-for n in stubs:
-    del sys.modules[n]
+from ediffi import load_k_diffusion_sampling  # noqa: E402
 import diffusers  # noqa: E402
 from diffusers import DDPMScheduler, EDMEulerScheduler  # noqa: E402
 from diffusers.models.embeddings import get_timestep_embedding  # noqa: E402
 from diffusers.schedulers import scheduling_ddpm  # noqa: E402
+
+K = load_k_diffusion_sampling()
 
 torch.set_default_dtype(torch.float64)      # k-diffusion's linspace and randn_like then work in float64
 gen = torch.Generator().manual_seed(20221101)

@@ -13,7 +13,8 @@ given; an absent one is dropped = zeros) and `want`.
   unet_a.bin   eDiff-I base-like, bf16 UNet weights: 9x11 input (odd: diffusers forwards upsample sizes), attention at two
                of three levels, per-level layers/heads/transformer depth, only_cross_attention at one
                level, scale_shift, projection class embedding, conditioning module, module dumps, and
-               paint-with-words (a diffusers attention processor implementing eDiff-I §4.3)
+               paint-with-words (weights/ediffi.py PaintWithWords, a diffusers attention processor
+               implementing eDiff-I §4.3)
   unet_b.bin   SR-like, f16 weights: 12x10 input with downsample_padding 0 (sizes 12x10, 6x5, 3x2),
                linear projections, default time shift, encoder_hid_proj, UNetMidBlock2D with
                mid_block_scale_factor, time_embedding_dim / time_embedding_act_fn / timestep_post_act,
@@ -21,14 +22,12 @@ given; an absent one is dropped = zeros) and `want`.
   unet_c.bin   tiny, f32 weights, no mid block; its tensors also back two config/weights mismatch cases
   unet_refuse.bin  real diffusers configs (SD 1.5, SD 2.1, SDXL) and unsupported variants, metadata only
 """
-import copy
 import math
 import os
 import sys
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 import diffusers
 from diffusers import UNet2DConditionModel
@@ -37,52 +36,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "weights"))
 import blob  # noqa: E402
 from convert import config_meta  # noqa: E402  (the converter's own config -> metadata mapping)
+from ediffi import EDiffIConditioning, PaintWithWords  # noqa: E402
 
 CLIP_ROWS = 77
-
-
-class EDiffIConditioning(nn.Module):
-    """Mirrors weights/ediffi.py EDiffIConditioning (docs/model.md "Conditioning"); replace this class by
-    an import of that one once weights/ediffi.py is on main."""
-
-    def __init__(self, t5_dim, clip_dim, clip_embed_dim, cross_attention_dim):
-        super().__init__()
-        self.t5_proj = nn.Linear(t5_dim, cross_attention_dim)
-        self.clip_proj = nn.Linear(clip_dim, cross_attention_dim)
-        self.image_proj = nn.Linear(clip_embed_dim, cross_attention_dim)
-        self.null_token = nn.Parameter(torch.randn(1, cross_attention_dim) * 0.02)
-
-    def forward(self, t5_tokens, clip_tokens, clip_text_embed, clip_image_embed):
-        batch = t5_tokens.shape[0]
-        context = torch.cat([self.t5_proj(t5_tokens), self.clip_proj(clip_tokens),
-                             self.image_proj(clip_image_embed)[:, None], self.null_token.expand(batch, 1, -1)], dim=1)
-        return context, torch.cat([clip_text_embed, clip_image_embed], dim=1)
-
-
-class PaintWithWordsProcessor:
-    """eDiff-I §4.3 paint-with-words as a diffusers attention processor (the AttnProcessor computation
-    written out): on a cross-attention call, softmax((Q Kᵀ + W) · scale) V with
-    W = weight · max(Q Kᵀ) · A, max over the whole score tensor of the call (all heads, queries, keys),
-    A the map of the call's grid, looked up by its number of query pixels."""
-
-    def __init__(self, maps, weight, record=None):
-        self.maps, self.weight, self.record = maps, weight, record
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context = encoder_hidden_states if cross else hidden_states
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        k = attn.head_to_batch_dim(attn.to_k(context))
-        v = attn.head_to_batch_dim(attn.to_v(context))
-        scores = q @ k.transpose(-1, -2)                                  # [heads, N_i, N_t], raw
-        painted = scores
-        if cross and self.weight:
-            painted = scores + self.weight * scores.max() * self.maps[q.shape[1]][None]
-        probs = torch.softmax(painted * attn.scale, dim=-1)
-        if self.record is not None and cross:
-            self.record.append((torch.softmax(scores * attn.scale, dim=-1), probs))
-        out = attn.batch_to_head_dim(probs @ v)
-        return attn.to_out[1](attn.to_out[0](out))
 
 
 g = torch.Generator().manual_seed(2024)
@@ -258,11 +214,11 @@ def gen_a():
     default = unet.attn_processors
     with torch.no_grad():
         plain = run()
-        unet.set_attn_processor(PaintWithWordsProcessor(by_n, 0.0))
+        unet.set_attn_processor(PaintWithWords(by_n, 0.0))
         same = run()                                                   # the processor is diffusers' attention
-        assert (same - plain).abs().max() < 1e-12, "PaintWithWordsProcessor(weight=0) differs from diffusers"
+        assert (same - plain).abs().max() < 1e-12, "PaintWithWords(weight=0) differs from diffusers"
         record = []
-        unet.set_attn_processor(PaintWithWordsProcessor(by_n, weight, record))
+        unet.set_attn_processor(PaintWithWords(by_n, weight, record))
         painted = run()
         first = module_dumps(unet, [FIRST_CROSS], run)[FIRST_CROSS][0]
         check_paint_probabilities(record[0], maps[(5, 6)])

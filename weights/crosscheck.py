@@ -24,7 +24,6 @@ Paths in run.json (style image) are relative to where ediff ran: run this from t
 import argparse
 import contextlib
 import gzip
-import inspect
 import json
 import math
 import os
@@ -62,36 +61,6 @@ def stop(message):
     sys.exit(2)
 
 
-def parse_value(text):
-    """Blob metadata text -> Python value (docs/blob.md: true/false, none, inf, numbers, strings)."""
-    if text in ("true", "false"):
-        return text == "true"
-    if text == "none":
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def unet_kwargs(meta, prefix):
-    """UNet2DConditionModel arguments from PREFIX<field> metadata: the constructor's parameters only,
-    list-valued where the constructor's default is a tuple."""
-    params = inspect.signature(UNet2DConditionModel.__init__).parameters
-    out = {}
-    for name, p in params.items():
-        if prefix + name not in meta:
-            continue
-        text = meta[prefix + name]
-        if isinstance(p.default, (tuple, list)) and text != "none":
-            out[name] = tuple(parse_value(t) for t in text.split(","))
-        else:
-            out[name] = parse_value(text)
-    return out
-
-
 def load_state(module, tensors, prefix, ignore=()):
     """Load PREFIX* tensors into module (float32); every parameter must be there."""
     state = {k[len(prefix):]: torch.from_numpy(v.astype(np.float32))
@@ -117,7 +86,7 @@ def load_pipeline(path, run):
         meta, tensors = read_blob(path)
     except (OSError, ValueError) as e:
         stop(f"{path}: {e}")
-    num = lambda key, default=None: parse_value(meta[key]) if key in meta else default  # noqa: E731
+    num = lambda key, default=None: ediffi.parse_value(meta[key]) if key in meta else default  # noqa: E731
     t5_cfg = {k: num("t5." + k) for k in T5_KEYS if "t5." + k in meta}
     t5 = T5EncoderModel(T5Config(**t5_cfg, dropout_rate=0.0, is_encoder_decoder=False, use_cache=False,
                                  attn_implementation="eager"))
@@ -138,7 +107,7 @@ def load_pipeline(path, run):
     for st in run["stages"]:
         s, experts = st["name"], []
         for k in range(len(st["experts"])):
-            unet = UNet2DConditionModel(**unet_kwargs(meta, f"{s}.{k}.unet."))
+            unet = UNet2DConditionModel(**ediffi.unet_kwargs(meta, f"{s}.{k}.unet."))
             unet.set_attn_processor(AttnProcessor())
             w = lambda name: tensors[f"{s}.{k}.cond.{name}.weight"]  # noqa: E731
             cond = ediffi.EDiffIConditioning(t5_dim=w("t5_proj").shape[1], clip_dim=w("clip_proj").shape[1],
@@ -267,30 +236,6 @@ def scope(rec, name):
 # The run, in PyTorch
 
 
-class PaintWithWords:
-    """eDiff-I §4.3 as a diffusers attention processor (no PyTorch library implements it): AttnProcessor's
-    attention, except that a cross-attention call computes softmax((Q Kᵀ + W) · scale) V with
-    W = weight · max(Q Kᵀ) · A, the max over every head, query and key of the call, A the paint map of the
-    call's grid (found by its number of pixels). The maps are read from the dump (S/paint.HxW: ediff's are
-    checked against the real tokenizers and Pillow by the CLI suite); the driver sets `weight` per call:
-    w' ln(1 + sigma) in the conditional branch, 0 in the unconditional one."""
-
-    def __init__(self, maps):
-        self.maps, self.weight = maps, 0.0
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
-        cross = encoder_hidden_states is not None
-        context = encoder_hidden_states if cross else hidden_states
-        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
-        k = attn.head_to_batch_dim(attn.to_k(context))
-        v = attn.head_to_batch_dim(attn.to_v(context))
-        scores = q @ k.transpose(-1, -2)
-        if cross and self.weight:
-            scores = scores + self.weight * scores.max() * self.maps[q.shape[1]].to(scores.dtype)[None]
-        out = attn.batch_to_head_dim(torch.softmax(scores * attn.scale, dim=-1) @ v)
-        return attn.to_out[1](attn.to_out[0](out))
-
-
 def encode_text(encoders, rec, run, text, dtype, d_t5, d_clip, embed):
     """T5 tokens [1, L5, d] (encoder on the unpadded ids, zero rows after), CLIP tokens, pooled embedding;
     ids and every encoder module compared (scope set by the caller)."""
@@ -334,8 +279,9 @@ def run_stage(stage, st, rec, conds, guided_scale, y_lr, dtype, K, paint_weight)
     painter = None
     with scope(rec, name):
         maps = [n.split("/", 1)[1] for n in rec.wanted if n.startswith(name + "/paint.")]
-        if maps:
-            painter = PaintWithWords({int(np.prod([int(v) for v in m[6:].split("x")])): rec.input(m) for m in maps})
+        if maps:                                  # the dump's S/paint.HxW, keyed by pixel count; weight set per call
+            painter = ediffi.PaintWithWords({int(np.prod([int(v) for v in m[6:].split("x")])): rec.input(m)
+                                             for m in maps})
             for expert in stage.experts:
                 expert.unet.set_attn_processor(painter)
         rec.record("sigmas", sigmas)

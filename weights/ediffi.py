@@ -6,6 +6,7 @@ sources are in /work/shared/docs/ediffi.md (sections named in the comments as "e
 import gzip
 import html
 import importlib.util
+import inspect
 import math
 import sys
 import types
@@ -306,6 +307,35 @@ class EDiffIConditioning(nn.Module):
         return context, torch.cat(parts, dim=1)
 
 
+class PaintWithWords:
+    """eDiff-I §4.3 paint-with-words as a diffusers attention processor (no PyTorch library implements it):
+    AttnProcessor's attention written out, except that a cross-attention call computes
+    softmax((Q Kᵀ + W) · scale) V with W = weight · max(Q Kᵀ) · A, the max over every head, query and key of
+    the call, A the paint map [pixels, context rows] of the call's grid, looked up in `maps` by its number of
+    pixels. The caller sets `weight` per call: w' ln(1 + sigma) in the conditional branch, 0 (diffusers'
+    attention) in the unconditional one. `record`, a list, receives each cross-attention call's
+    (plain, painted) attention probabilities."""
+
+    def __init__(self, maps, weight=0.0, record=None):
+        self.maps, self.weight, self.record = maps, weight, record
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kwargs):
+        cross = encoder_hidden_states is not None
+        context = encoder_hidden_states if cross else hidden_states
+        q = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        k = attn.head_to_batch_dim(attn.to_k(context))
+        v = attn.head_to_batch_dim(attn.to_v(context))
+        scores = q @ k.transpose(-1, -2)                                  # [heads, N_i, N_t], raw
+        painted = scores
+        if cross and self.weight:
+            painted = scores + self.weight * scores.max() * self.maps[q.shape[1]].to(scores.dtype)[None]
+        probs = torch.softmax(painted * attn.scale, dim=-1)
+        if cross and self.record is not None:
+            self.record.append((torch.softmax(scores * attn.scale, dim=-1), probs))
+        out = attn.batch_to_head_dim(probs @ v)
+        return attn.to_out[1](attn.to_out[0](out))
+
+
 def edm_precond(sigma, sigma_data=SIGMA_DATA):
     """EDM Table 1 (ediffi.md §2.1): c_skip, c_out, c_in, c_noise."""
     r = torch.sqrt(sigma ** 2 + sigma_data ** 2)
@@ -462,7 +492,8 @@ def to_uint8(images):
 # Loading an ediff blob (weights/blob.py format, keys of weights/train/export.py)
 
 
-def _parse_scalar(text):
+def parse_value(text):
+    """Blob metadata text -> Python value (docs/blob.md: true/false, none, inf, numbers, strings)."""
     if text in ("true", "false"):
         return text == "true"
     if text == "none":
@@ -475,16 +506,16 @@ def _parse_scalar(text):
     return text
 
 
-def _unet_kwargs(meta, prefix):
-    """UNet2DConditionModel config from `prefix.*` keys; list-valued parameters are those with tuple defaults."""
-    import inspect
-    defaults = {n: p.default for n, p in inspect.signature(UNet2DConditionModel.__init__).parameters.items()}
+def unet_kwargs(meta, prefix):
+    """UNet2DConditionModel arguments from PREFIX<field> metadata: the constructor's parameters only,
+    list-valued where the constructor's default is a tuple."""
     out = {}
-    for key, text in meta.items():
-        if key.startswith(prefix):
-            name = key[len(prefix):]
-            is_list = isinstance(defaults.get(name), (tuple, list)) and text != "none"
-            out[name] = tuple(_parse_scalar(t) for t in text.split(",")) if is_list else _parse_scalar(text)
+    for name, p in inspect.signature(UNet2DConditionModel.__init__).parameters.items():
+        if prefix + name not in meta:
+            continue
+        text = meta[prefix + name]
+        is_list = isinstance(p.default, (tuple, list)) and text != "none"
+        out[name] = tuple(parse_value(t) for t in text.split(",")) if is_list else parse_value(text)
     return out
 
 
@@ -500,7 +531,7 @@ def load_blob(path):
     sys.path.insert(0, str(REPO / "weights"))
     from blob import read_blob
     meta, tensors = read_blob(path)
-    num = lambda key: _parse_scalar(meta[key])
+    num = lambda key: parse_value(meta[key])
     t5 = T5EncoderModel(T5Config(**{k[3:]: num(k) for k in meta if k.startswith("t5.") and k != "t5.max_tokens"},
                                  dropout_rate=0.0, is_encoder_decoder=False, use_cache=False, attn_implementation=ATTN))
     _load(t5, tensors, "t5.")
@@ -518,7 +549,7 @@ def load_blob(path):
         for k in range(int(meta[f"{s}.experts"])):
             expert = Expert.__new__(Expert)
             nn.Module.__init__(expert)
-            expert.unet = UNet2DConditionModel(**_unet_kwargs(meta, f"{s}.{k}.unet."))
+            expert.unet = UNet2DConditionModel(**unet_kwargs(meta, f"{s}.{k}.unet."))
             expert.unet.set_attn_processor(AttnProcessor())
             expert.cond = EDiffIConditioning(**{key[len(f"{s}.{k}.cond."):]: num(key) for key in meta
                                                 if key.startswith(f"{s}.{k}.cond.")})
