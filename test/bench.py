@@ -13,8 +13,8 @@ ratios). A ratio is PyTorch time / ediff time: above 1, ediff is faster. Same th
 by default: on a shared machine, threads that spin between parallel regions, one side's or another
 job's, stall the other side's 2-thread runs by whole scheduler slices).
 
-The model rows run on the weights of one blob (default weights/ediff-tiny.bin, else the toy
-test/ref/pipeline.bin; --model chooses): PyTorch loads them with weights/ediffi.py's load_blob
+The model rows run on the weights of one blob written by weights/train/export.py (default
+weights/ediff-tiny.bin; --model chooses): PyTorch loads them with weights/ediffi.py's load_blob
 (diffusers UNet2DConditionModel, transformers T5/CLIP, k-diffusion samplers). The whole image is
 `ediff PROMPT --model BLOB -t N` (a fresh process: load, tokenise, encode, every stage at its default
 steps, PNG) against Pipeline.generate (encode, every stage, CFG's two branches batched) in a PyTorch
@@ -286,8 +286,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--portable", required=True, help="test/bench.c built with `make` (ediff beside it)")
     ap.add_argument("--native", required=True, help="test/bench.c built with `make NATIVE=1` (ediff beside it)")
-    ap.add_argument("--model", default=str(default_model if default_model.exists() else REPO / "test/ref/pipeline.bin"),
-                    help="the blob of the model rows (default weights/ediff-tiny.bin, else test/ref/pipeline.bin)")
+    ap.add_argument("--model", default=str(default_model),
+                    help="the blob of the model rows (default weights/ediff-tiny.bin)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--budget", type=float, default=0.08, help="seconds per side per round")
     ap.add_argument("--rounds", type=int, default=3)
