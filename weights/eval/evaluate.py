@@ -73,6 +73,11 @@ def style_transfer(pipe, n, cfg_scale, batch, seed=0):
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
+def plain(value):
+    """numpy scalars (the checker's bools and floats) as JSON values."""
+    return value.item()
+
+
 def summarize(scores):
     out = {}
     for m in METRICS:
@@ -121,10 +126,10 @@ def main():
                 summ = results[name]["summary"]
                 print(name, " ".join(f"{m} {v[0]:.3f}" for m, v in summ.items() if v[0] is not None),
                       f"({time.time() - t0:.0f} s)", flush=True)
-                (out / "results.json").write_text(json.dumps(results))
+                (out / "results.json").write_text(json.dumps(results, default=plain))
     if "style" not in results:
         results["style"] = {f"cfg{w:g}": style_transfer(pipe, args.prompts, w, args.batch) for w in scales}
-        (out / "results.json").write_text(json.dumps(results))
+        (out / "results.json").write_text(json.dumps(results, default=plain))
     write_summary(results, out / "summary.md", args)
 
 

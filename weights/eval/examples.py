@@ -1,4 +1,4 @@
-"""A 4x4 grid of ediff's outputs (the C program, the blob's default cascade and sampling settings, one seed)
+"""A 4x4 grid of ediff's outputs (the C program, the blob's default cascade and sampling settings, seeds 0-15)
 with their prompts: docs/examples.png.
 
     make && python weights/eval/examples.py --blob weights/ediff-tiny.bin --out docs/examples.png
@@ -30,14 +30,14 @@ def main():
     ap.add_argument("--blob", default=str(REPO / "weights/ediff-tiny.bin"))
     ap.add_argument("--out", required=True)
     ap.add_argument("--ediff", default=str(REPO / "ediff"))
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="prompt i uses seed SEED + i")
     ap.add_argument("--args", default="", help="more ediff arguments, e.g. '--stage base_single'")
     args = ap.parse_args()
     images = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, prompt in enumerate(PROMPTS):
             png = f"{tmp}/{i}.png"
-            subprocess.run([args.ediff, prompt, "--model", args.blob, "-s", str(args.seed), "-o", png,
+            subprocess.run([args.ediff, prompt, "--model", args.blob, "-s", str(args.seed + i), "-o", png,
                             *args.args.split()], check=True)
             images.append(np.asarray(Image.open(png).convert("RGB")))
     images = np.stack(images)

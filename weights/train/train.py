@@ -36,7 +36,7 @@ RECIPE = {
     "expert0": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
     "expert1": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
     "single": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "sr": dict(steps=800, batch=64, lr=6e-4, warmup=100, schedule="cosine", weight_decay=0.01),
+    "sr": dict(steps=2400, batch=64, lr=6e-4, warmup=300, schedule="cosine", weight_decay=0.01),
 }
 PHASES = ["clip", "base", "expert0", "expert1", "single", "sr"]
 N_EXPERTS = 2
