@@ -99,7 +99,8 @@ def paint_test(opt, tmp):
             for seed in range(opt.seeds):
                 out = os.path.join(tmp, "paint.png")
                 img = ediff([prompt, "-s", str(seed), "--paint", f"{layout[0]}={masks[layout[1]]}",
-                             "--paint", f"{layout[2]}={masks[layout[3]]}"], out, opt)
+                             "--paint", f"{layout[2]}={masks[layout[3]]}", "--paint-weight", str(opt.paint_weight)],
+                            out, opt)
                 plain = ediff([prompt, "-s", str(seed)], out, opt)
                 for im, counter in ((img, "hits"), (plain, "control")):
                     x1, x2 = centroid_x(im, c1), centroid_x(im, c2)
@@ -137,10 +138,15 @@ def main():
     ap.add_argument("--model", default="weights/ediff-tiny.bin")
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--paint-weight", type=float, default=0.4, help="ediff --paint-weight (its default 0.4)")
+    ap.add_argument("--tests", default="paint,style")
     opt = ap.parse_args()
+    ok = True
     with tempfile.TemporaryDirectory() as tmp:
-        ok = paint_test(opt, tmp)
-        ok = style_test(opt, tmp) and ok
+        if "paint" in opt.tests:
+            ok = paint_test(opt, tmp) and ok
+        if "style" in opt.tests:
+            ok = style_test(opt, tmp) and ok
     sys.exit(0 if ok else 1)
 
 
