@@ -53,7 +53,7 @@ $(BUILD)/test-run: $(TEST_OBJ) $(LIB_OBJ)
 $(BUILD)/%.o: %.c ediff.h $(BUILD)/flags
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/test/%.o: test/%.c test/harness.h test/suites.h ediff.h $(BUILD)/flags
+$(BUILD)/test/%.o: test/%.c $(wildcard test/*.h) ediff.h $(BUILD)/flags
 	@mkdir -p $(BUILD)/test
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
@@ -70,7 +70,7 @@ SERIAL_BUILD ?= build/$(notdir $(CC))$(if $(filter 1,$(NATIVE)),-native)
 SERIAL   = $(SERIAL_BUILD)/ediff
 TEST_ARGS = --serial $(SERIAL) --replay $(BUILD) $(TESTS)
 
-$(BUILD)/replay-%: test/fuzz/%.c test/fuzz/replay.c ediff.c $(LIB_OBJ)
+$(BUILD)/replay-%: test/fuzz/%.c test/fuzz/replay.c test/png_crcs.h ediff.c $(LIB_OBJ)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< test/fuzz/replay.c $(LIB_OBJ) $(LDLIBS)
 
 serial:
@@ -119,7 +119,7 @@ FUZZ_SAN  = -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-
 # fuzzer down: tensor.c is built -O3 with ASan and without UBSan (which costs it 6x; `make sanitize`
 # runs it under UBSan). Expanded per object file, hence the $$ in `fuzz`.
 FUZZ_FILE = $(if $(filter tensor.c,$<),-O3 -fno-sanitize=undefined,-fsanitize=fuzzer-no-link)
-$(BUILD)/fuzz_%: test/fuzz/fuzz_%.c ediff.c $(LIB_OBJ)
+$(BUILD)/fuzz_%: test/fuzz/fuzz_%.c test/png_crcs.h ediff.c $(LIB_OBJ)
 	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) -o $@ $< $(LIB_OBJ) $(LDLIBS)
 
 fuzz:

@@ -9,6 +9,7 @@
  *             mutations with valid CRCs) plus test/png/bad/: each one clean error line, counted per
  *             category. Under `make sanitize` this is also the memory-safety check. */
 #include "harness.h"
+#include "png_crcs.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -418,20 +419,6 @@ static void make_png(Bytes *b, uint32_t w, uint32_t h, int depth, int color, con
     if (mid) put(b, mid->p, mid->n);
     chunk(b, "IDAT", z, zn);
     chunk(b, "IEND", "", 0);
-}
-
-/* Rewrite the CRC of every chunk (as far as the lengths allow walking). */
-static void fix_crcs(uint8_t *p, size_t n)
-{
-    size_t pos = 8;
-    while (n >= 12 && pos <= n - 12) {
-        uint32_t len = (uint32_t)p[pos] << 24 | (uint32_t)p[pos + 1] << 16 | (uint32_t)p[pos + 2] << 8 | p[pos + 3], c;
-        if (len > n - pos - 12) break;
-        c = crc32_update(0, p + pos + 4, (size_t)len + 4);
-        p[pos + 8 + len] = (uint8_t)(c >> 24); p[pos + 9 + len] = (uint8_t)(c >> 16);
-        p[pos + 10 + len] = (uint8_t)(c >> 8); p[pos + 11 + len] = (uint8_t)c;
-        pos += (size_t)len + 12;
-    }
 }
 
 /* Deflate bits, LSB first; Huffman codes go MSB first. */

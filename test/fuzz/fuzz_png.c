@@ -12,6 +12,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include "../png_crcs.h"
 
 static void check_error(const char *err)
 {
@@ -48,22 +49,6 @@ static void decode(const uint8_t *data, size_t size)
     }
     check_roundtrip(&im);
     image_free(&im);
-}
-
-/* Recompute the CRC of every chunk whose length fits in the data. */
-static void fix_crcs(uint8_t *p, size_t n)
-{
-    size_t pos = 8;
-    while (n >= 12 && pos <= n - 12) {
-        uint32_t len = (uint32_t)p[pos] << 24 | (uint32_t)p[pos + 1] << 16 | (uint32_t)p[pos + 2] << 8 | p[pos + 3], c;
-        if (len > n - pos - 12) break;
-        c = crc32_update(0, p + pos + 4, (size_t)len + 4);
-        p[pos + 8 + len] = (uint8_t)(c >> 24);
-        p[pos + 9 + len] = (uint8_t)(c >> 16);
-        p[pos + 10 + len] = (uint8_t)(c >> 8);
-        p[pos + 11 + len] = (uint8_t)c;
-        pos += (size_t)len + 12;
-    }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
