@@ -23,32 +23,17 @@ Paths in run.json (style image) are relative to where ediff ran: run this from t
 """
 import argparse
 import contextlib
-import gzip
 import json
 import math
 import os
 import sys
-import tempfile
 
 import numpy as np
 import torch
-import torch.nn as nn
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import ediffi  # noqa: E402
-from blob import read_blob  # noqa: E402
-
-from diffusers import UNet2DConditionModel  # noqa: E402
-from diffusers.models.attention_processor import AttnProcessor  # noqa: E402
-from transformers import CLIPConfig, CLIPModel, T5Config, T5EncoderModel  # noqa: E402
-
-# Config fields the C loaders read (encoders.c); the rest of a converted config.json is not needed here.
-T5_KEYS = ("vocab_size", "d_model", "d_kv", "num_heads", "d_ff", "num_layers", "relative_attention_num_buckets",
-           "relative_attention_max_distance", "feed_forward_proj", "layer_norm_epsilon")
-CLIP_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-             "max_position_embeddings", "hidden_act", "layer_norm_eps", "projection_dim", "image_size",
-             "patch_size", "num_channels", "eos_token_id")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -61,79 +46,19 @@ def stop(message):
     sys.exit(2)
 
 
-def load_state(module, tensors, prefix, ignore=()):
-    """Load PREFIX* tensors into module (float32); every parameter must be there."""
-    state = {k[len(prefix):]: torch.from_numpy(v.astype(np.float32))
-             for k, v in tensors.items() if k.startswith(prefix)}
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not any(m.startswith(i) for i in ignore)]
-    if missing or unexpected:
-        stop(f"{prefix}*: the blob does not fit the module (missing {missing[:3]}, "
-                         f"unexpected {unexpected[:3]})")
-
-
-class BlobExpert(ediffi.Expert):
-    """An ediffi.Expert (D = c_skip x + c_out F(c_in x [++ z_lr]; c_noise)) over modules built from a blob."""
-
-    def __init__(self, unet, cond, sigma_data):
-        nn.Module.__init__(self)
-        self.unet, self.cond, self.sigma_data = unet, cond, sigma_data
-
-
 def load_pipeline(path, run):
-    """(Encoders, {stage name: ediffi.Stage}, meta) of the blob, for the stages run.json names."""
+    """(Encoders, {stage name: ediffi.Stage}, metadata) of the blob, read by ediffi.load_blob as ediff reads it
+    (tokenizer files from the blob); every stage that run.json names must be there."""
     try:
-        meta, tensors = read_blob(path)
+        pipe = ediffi.load_blob(path)
+    except KeyError as e:
+        stop(f"{path}: metadata {e} missing")
     except (OSError, ValueError) as e:
         stop(f"{path}: {e}")
-    num = lambda key, default=None: ediffi.parse_value(meta[key]) if key in meta else default  # noqa: E731
-    t5_cfg = {k: num("t5." + k) for k in T5_KEYS if "t5." + k in meta}
-    t5 = T5EncoderModel(T5Config(**t5_cfg, dropout_rate=0.0, is_encoder_decoder=False, use_cache=False,
-                                 attn_implementation="eager"))
-    if any(k.startswith("t5.") for k in tensors):
-        load_state(t5, tensors, "t5.", ignore=("encoder.embed_tokens.",))
-        t5.encoder.embed_tokens = t5.shared
-    tower = lambda name: {k: num(f"clip.{name}.{k}") for k in CLIP_KEYS if f"clip.{name}.{k}" in meta}  # noqa: E731
-    text_cfg = dict(tower("text"), bos_token_id=ediffi.CLIP_SOT, pad_token_id=0)
-    text_cfg.setdefault("eos_token_id", ediffi.CLIP_EOT)
-    clip = CLIPModel(CLIPConfig(text_config=text_cfg, vision_config=tower("vision"),
-                                projection_dim=num("clip.text.projection_dim", 512), attn_implementation="eager"))
-    has_vision = any(k.startswith("clip.vision_model.") for k in tensors)
-    ignore = ("logit_scale",) + (() if has_vision else ("vision_model.", "visual_projection."))
-    load_state(clip, tensors, "clip.", ignore=ignore)
-    encoders = ediffi.Encoders(t5=t5, clip=clip)
-    use_blob_tokenizers(encoders, tensors, run["t5_max_tokens"])
-    stages = {}
-    for st in run["stages"]:
-        s, experts = st["name"], []
-        for k in range(len(st["experts"])):
-            unet = UNet2DConditionModel(**ediffi.unet_kwargs(meta, f"{s}.{k}.unet."))
-            unet.set_attn_processor(AttnProcessor())
-            w = lambda name: tensors[f"{s}.{k}.cond.{name}.weight"]  # noqa: E731
-            cond = ediffi.EDiffIConditioning(t5_dim=w("t5_proj").shape[1], clip_dim=w("clip_proj").shape[1],
-                                             clip_embed_dim=w("image_proj").shape[1],
-                                             cross_attention_dim=w("t5_proj").shape[0], aug_dim=st["aug_dim"])
-            expert = BlobExpert(unet, cond, st["sigma_data"])
-            load_state(expert, tensors, f"{s}.{k}.")
-            experts.append(expert)
-        bounds = [(float(lo), float(hi)) for lo, hi in st["experts"]]
-        stages[s] = ediffi.Stage(experts, bounds, dict(resolution=st["resolution"]))
-    return encoders.eval().requires_grad_(False), {s: m.eval().requires_grad_(False) for s, m in stages.items()}, meta
-
-
-def use_blob_tokenizers(encoders, tensors, max_tokens):
-    """The tokenizer files the blob carries (ediff reads those before weights/vocab/), and L5."""
-    import sentencepiece as spm
-    encoders.t5_tokenizer.max_tokens = max_tokens
-    if "tokenizer.t5_spiece" in tensors:
-        encoders.t5_tokenizer.sp = spm.SentencePieceProcessor(model_proto=tensors["tokenizer.t5_spiece"].tobytes())
-    if "tokenizer.clip_merges" in tensors:
-        with tempfile.NamedTemporaryFile(suffix=".txt.gz", delete=False) as f:
-            f.write(gzip.compress(tensors["tokenizer.clip_merges"].tobytes()))
-        try:
-            encoders.clip_tokenizer = ediffi.ClipTokenizer(f.name)
-        finally:
-            os.unlink(f.name)
+    missing = [st["name"] for st in run["stages"] if st["name"] not in pipe.stages]
+    if missing:
+        stop(f"{path}: no stage {missing[0]!r}, which the dump ran")
+    return pipe.encoders, dict(pipe.stages.items()), pipe.meta
 
 
 def clip_processor(meta):

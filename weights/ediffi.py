@@ -80,8 +80,10 @@ class ClipTokenizer:
     PATTERN = regex.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
                             regex.IGNORECASE)
 
-    def __init__(self, merges_path=CLIP_MERGES):
-        lines = gzip.open(merges_path).read().decode("utf-8").split("\n")[1:49152 - 256 - 2 + 1]
+    def __init__(self, merges=None):
+        """merges: the text of a merges file (a blob's tokenizer.clip_merges); None: weights/vocab's."""
+        text = merges.decode("utf-8") if merges is not None else gzip.open(CLIP_MERGES).read().decode("utf-8")
+        lines = text.split("\n")[1:49152 - 256 - 2 + 1]
         merges = [tuple(line.split()) for line in lines]
         self.byte_encoder = _bytes_to_unicode()
         vocab = list(self.byte_encoder.values())
@@ -128,8 +130,10 @@ class ClipTokenizer:
 class T5Tokenizer:
     """SentencePiece ids + </s>, truncated to T5_MAX_TOKENS keeping </s> last (docs/model.md)."""
 
-    def __init__(self, spiece_path=T5_SPIECE, max_tokens=T5_MAX_TOKENS):
-        self.sp = spm.SentencePieceProcessor(model_file=str(spiece_path))
+    def __init__(self, spiece=None, max_tokens=T5_MAX_TOKENS):
+        """spiece: the bytes of a spiece.model (a blob's tokenizer.t5_spiece); None: weights/vocab's."""
+        self.sp = (spm.SentencePieceProcessor(model_file=str(T5_SPIECE)) if spiece is None
+                   else spm.SentencePieceProcessor(model_proto=spiece))
         self.max_tokens = max_tokens
 
     def __call__(self, text):
@@ -215,12 +219,12 @@ def normalize_clip_pixels(uint8_hwc):
 class Encoders(nn.Module):
     """The frozen text/image encoders shared by every stage (docs/model.md "Conditioning")."""
 
-    def __init__(self, t5=None, clip=None):
+    def __init__(self, t5=None, clip=None, t5_tokenizer=None, clip_tokenizer=None):
         super().__init__()
         self.t5 = t5 or T5EncoderModel(t5_config())
         self.clip = clip or CLIPModel(clip_config())
-        self.t5_tokenizer = T5Tokenizer()
-        self.clip_tokenizer = ClipTokenizer()
+        self.t5_tokenizer = t5_tokenizer or T5Tokenizer()
+        self.clip_tokenizer = clip_tokenizer or ClipTokenizer()
 
     def tokenize(self, prompts):
         """-> t5 ids [B, L5] (0-padded), t5 mask [B, L5], clip ids [B, 77]."""
@@ -345,11 +349,12 @@ def edm_precond(sigma, sigma_data=SIGMA_DATA):
 class Expert(nn.Module):
     """One expert denoiser D(x; sigma) = c_skip x + c_out F(c_in x [++ z_lr]; c_noise, cond) (docs/model.md)."""
 
-    def __init__(self, stage, sigma_data=SIGMA_DATA):
+    def __init__(self, stage=None, sigma_data=SIGMA_DATA, unet=None, cond=None):
+        """The ediff-tiny expert of a stage ("base", "sr"), or one over given modules (load_blob's)."""
         super().__init__()
-        self.unet = UNet2DConditionModel(**unet_config(stage))
+        self.unet = UNet2DConditionModel(**unet_config(stage)) if unet is None else unet
         self.unet.set_attn_processor(AttnProcessor())   # classic attention: same math as SDPA, faster on CPU here
-        self.cond = EDiffIConditioning(**cond_config(stage))
+        self.cond = EDiffIConditioning(**cond_config(stage)) if cond is None else cond
         self.sigma_data = sigma_data
 
     def raw(self, x, sigma, cond, z_lr=None):
@@ -455,10 +460,11 @@ def upsample_lowres(y_lr, size):
 class Pipeline(nn.Module):
     """Encoders + the cascade of stages (base [or base_single], then sr)."""
 
-    def __init__(self, encoders, stages):
+    def __init__(self, encoders, stages, meta=None):
         super().__init__()
         self.encoders = encoders
         self.stages = nn.ModuleDict(stages)
+        self.meta = meta or {}      # the blob's metadata (load_blob)
 
     @torch.no_grad()
     def generate(self, prompts, seeds, base="base", style_images=None, cfg_scale=None, steps=None, sampler=None,
@@ -519,44 +525,60 @@ def unet_kwargs(meta, prefix):
     return out
 
 
-def _load(module, tensors, prefix):
+# Config fields the C loaders read (ediff.c, encoders.c). export.py writes these; a convert.py blob holds a
+# whole HF config, of which the rest does not matter. CLIP_KEYS serves both towers (each has a subset).
+T5_KEYS = ("vocab_size", "d_model", "d_kv", "num_heads", "d_ff", "num_layers", "relative_attention_num_buckets",
+           "relative_attention_max_distance", "feed_forward_proj", "layer_norm_epsilon")
+CLIP_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "max_position_embeddings", "hidden_act", "layer_norm_eps", "projection_dim", "image_size",
+             "patch_size", "num_channels", "eos_token_id")
+
+
+def _load(module, tensors, prefix, optional=()):
+    """Load PREFIX* tensors into module as float32; every parameter not under an `optional` prefix must be there."""
     state = {k[len(prefix):]: torch.from_numpy(v.astype(np.float32)) for k, v in tensors.items() if k.startswith(prefix)}
     missing, unexpected = module.load_state_dict(state, strict=False)
-    missing = [m for m in missing if m not in ("encoder.embed_tokens.weight", "logit_scale")]
-    assert not missing and not unexpected, (prefix, missing, unexpected)
+    missing = [m for m in missing if not m.startswith(optional + ("encoder.embed_tokens.", "logit_scale"))]
+    if missing or unexpected:
+        raise ValueError(f"{prefix}*: the blob does not fit the module (missing {missing[:3]}, unexpected {unexpected[:3]})")
 
 
 def load_blob(path):
-    """Pipeline (encoders + every stage, alternatives included) from an ediff blob; weights as float32."""
+    """Pipeline from an ediff blob (export.py's, convert.py's or a test's), as ediff reads it: the encoders
+    with the tokenizer files the blob carries (else weights/vocab's) and every stage, alternatives included;
+    weights as float32. Raises OSError/ValueError for a blob that cannot be read or does not fit."""
     sys.path.insert(0, str(REPO / "weights"))
     from blob import read_blob
     meta, tensors = read_blob(path)
-    num = lambda key: parse_value(meta[key])
-    t5 = T5EncoderModel(T5Config(**{k[3:]: num(k) for k in meta if k.startswith("t5.") and k != "t5.max_tokens"},
-                                 dropout_rate=0.0, is_encoder_decoder=False, use_cache=False, attn_implementation=ATTN))
-    _load(t5, tensors, "t5.")
-    t5.encoder.embed_tokens = t5.shared
-    sub = lambda p: {k[len(p):]: num(k) for k in meta if k.startswith(p) and not k.endswith(("image_mean", "image_std"))}
-    clip = CLIPModel(CLIPConfig(text_config=dict(sub("clip.text."), bos_token_id=CLIP_SOT, eos_token_id=CLIP_EOT,
-                                                 pad_token_id=0),
-                                vision_config=sub("clip.vision."), projection_dim=num("clip.text.projection_dim"),
-                                attn_implementation=ATTN))
-    _load(clip, tensors, "clip.")
+    num = lambda key: parse_value(meta[key])  # noqa: E731
+    t5 = T5EncoderModel(T5Config(**{k: num("t5." + k) for k in T5_KEYS if "t5." + k in meta}, dropout_rate=0.0,
+                                 is_encoder_decoder=False, use_cache=False, attn_implementation=ATTN))
+    if any(k.startswith("t5.") for k in tensors):
+        _load(t5, tensors, "t5.")
+        t5.encoder.embed_tokens = t5.shared
+    tower = lambda name: {k: num(f"clip.{name}.{k}") for k in CLIP_KEYS if f"clip.{name}.{k}" in meta}  # noqa: E731
+    text = {"eos_token_id": CLIP_EOT, **tower("text"), "bos_token_id": CLIP_SOT, "pad_token_id": 0}
+    clip = CLIPModel(CLIPConfig(text_config=text, vision_config=tower("vision"), attn_implementation=ATTN,
+                                projection_dim=num("clip.text.projection_dim") if "clip.text.projection_dim" in meta else 512))
+    has_vision = any(k.startswith("clip.vision_model.") for k in tensors)
+    _load(clip, tensors, "clip.", optional=() if has_vision else ("vision_model.", "visual_projection."))
+    blob_bytes = lambda key: tensors[key].tobytes() if key in tensors else None  # noqa: E731
+    encoders = Encoders(t5=t5, clip=clip, clip_tokenizer=ClipTokenizer(blob_bytes("tokenizer.clip_merges")),
+                        t5_tokenizer=T5Tokenizer(blob_bytes("tokenizer.t5_spiece"), int(meta["t5.max_tokens"])))
     stage_names = meta["stages"].split(",") + [a.split(":")[0] for a in meta.get("stage_alternatives", "").split(",") if a]
     stages = {}
     for s in stage_names:
         experts, bounds = [], []
         for k in range(int(meta[f"{s}.experts"])):
-            expert = Expert.__new__(Expert)
-            nn.Module.__init__(expert)
-            expert.unet = UNet2DConditionModel(**unet_kwargs(meta, f"{s}.{k}.unet."))
-            expert.unet.set_attn_processor(AttnProcessor())
-            expert.cond = EDiffIConditioning(**{key[len(f"{s}.{k}.cond."):]: num(key) for key in meta
-                                                if key.startswith(f"{s}.{k}.cond.")})
-            expert.sigma_data = num(f"{s}.sigma_data")
+            shape = lambda name: tensors[f"{s}.{k}.cond.{name}.weight"].shape  # noqa: E731
+            cond = EDiffIConditioning(t5_dim=shape("t5_proj")[1], clip_dim=shape("clip_proj")[1],
+                                      clip_embed_dim=shape("image_proj")[1], cross_attention_dim=shape("t5_proj")[0],
+                                      aug_dim=int(meta.get(f"{s}.aug_dim", 0)))
+            expert = Expert(unet=UNet2DConditionModel(**unet_kwargs(meta, f"{s}.{k}.unet.")), cond=cond,
+                            sigma_data=num(f"{s}.sigma_data"))
             _load(expert, tensors, f"{s}.{k}.")
             experts.append(expert)
             bounds.append((float(meta[f"{s}.{k}.sigma_lo"]), float(meta[f"{s}.{k}.sigma_hi"])))
         keys = ("resolution", "steps", "sampler", "cfg_scale", "sigma_min", "sigma_max", "rho", "aug_sigma")
         stages[s] = Stage(experts, bounds, {key: num(f"{s}.{key}") for key in keys if f"{s}.{key}" in meta})
-    return Pipeline(Encoders(t5=t5, clip=clip), stages).eval().requires_grad_(False)
+    return Pipeline(encoders, stages, meta).eval().requires_grad_(False)

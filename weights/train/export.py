@@ -26,8 +26,6 @@ SAMPLING = {
     "sr": dict(steps=8, sampler="heun", cfg_scale=1.0, sigma_min=0.002, sigma_max=80.0, rho=7.0, aug_sigma=0.05),
 }
 STAGE_PHASES = {"base": ["expert0", "expert1"], "base_single": ["single"], "sr": ["sr"]}
-T5_KEYS = ["vocab_size", "d_model", "d_kv", "num_heads", "d_ff", "num_layers", "relative_attention_num_buckets",
-           "relative_attention_max_distance", "feed_forward_proj", "layer_norm_epsilon"]
 CLIP_TEXT_KEYS = ["vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
                   "max_position_embeddings", "hidden_act", "layer_norm_eps", "projection_dim"]
 CLIP_VISION_KEYS = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_act",
@@ -84,7 +82,7 @@ def metadata():
                                  "2-expert base 32x32, super-resolution to 64x64) trained on ediff's procedural "
                                  "shapes world (weights/train/world.py)",
             "stages": "base,sr", "stage_alternatives": "base_single:base"}
-    meta.update({f"t5.{k}": meta_value(getattr(t5, k)) for k in T5_KEYS})
+    meta.update({f"t5.{k}": meta_value(getattr(t5, k)) for k in ediffi.T5_KEYS})
     meta["t5.max_tokens"] = str(ediffi.T5_MAX_TOKENS)
     meta.update({f"clip.text.{k}": meta_value(getattr(clip.text_config, k)) for k in CLIP_TEXT_KEYS})
     meta.update({f"clip.vision.{k}": meta_value(getattr(clip.vision_config, k)) for k in CLIP_VISION_KEYS})
