@@ -173,10 +173,10 @@ def unet_config(stage):
     common = dict(out_channels=3, layers_per_block=1, cross_attention_dim=CROSS_ATTENTION_DIM, attention_head_dim=4,
                   resnet_time_scale_shift="scale_shift", class_embed_type="projection", flip_sin_to_cos=True,
                   freq_shift=0, norm_num_groups=32, act_fn="silu")
-    if stage == "base":   # self+cross attention only at the 8x8 level and the mid block (ediffi.md §1.3, scaled down)
+    if stage == "base":   # self+cross attention at 16x16, 8x8 and the mid block (ediffi.md §1.3, scaled down)
         return dict(common, sample_size=32, in_channels=3, block_out_channels=(32, 64, 128),
-                    down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
-                    up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+                    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+                    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
                     mid_block_type="UNetMidBlock2DCrossAttn",
                     projection_class_embeddings_input_dim=2 * CLIP_EMBED)
     if stage == "sr":     # convolutional only, trained on crops (eDiff-I SR1024 style, ediffi.md §1.3)

@@ -4,10 +4,14 @@
              half of the images, tested on the other half)
   retrieval: top-1 image->text and text->image accuracy among N (image, styled caption) pairs; a hit is any
              caption with the same semantic key (world.py)
+  hard negatives: how often an image scores its caption above the caption's hard negative (same words,
+             another scene: world.hard_negative); a bag-of-words text encoder gets about 50 %
 
     python weights/eval/clip_probe.py --blob weights/ediff-tiny.bin
+    python weights/eval/clip_probe.py --run /work/ckpt/run3        # a training run's CLIP (RUN/clip.pt)
 """
 import argparse
+import copy
 import sys
 from pathlib import Path
 
@@ -26,12 +30,18 @@ import world  # noqa: E402
 def probe(encoders, n=1000, seed=7):
     rng = np.random.default_rng(seed)
     scenes = [world.sample_scene(rng, allow_heldout=True) for _ in range(n)]
-    caps = [world.caption(rng, s) for s in scenes]
-    texts = [world.clip_caption(rng, c, s["style"]) for (c, _), s in zip(caps, scenes)]
+    caps, texts, negs = [], [], []
+    for s in scenes:
+        caption_rng = copy.deepcopy(rng)
+        caps.append(world.caption(rng, s))
+        style_rng = copy.deepcopy(rng)
+        texts.append(world.clip_caption(rng, caps[-1][0], s["style"]))
+        negs.append(world.clip_caption(style_rng, world.hard_negative(rng, caption_rng, s)[0], s["style"]))
     keys = [str((k, s["style"]["tone"], s["style"]["texture"])) for (_, k), s in zip(caps, scenes)]
     pixels = ediffi.normalize_clip_pixels(torch.from_numpy(np.stack([world.clip_pixels(world.render(s)) for s in scenes])))
     img = encoders.encode_image(pixels)
     _, txt = encoders.encode_clip_text(torch.tensor([encoders.clip_tokenizer(t) for t in texts]))
+    _, neg = encoders.encode_clip_text(torch.tensor([encoders.clip_tokenizer(t) for t in negs]))
     out = {}
     half = n // 2
     for attr in ("tone", "texture"):
@@ -45,13 +55,23 @@ def probe(encoders, n=1000, seed=7):
     s = sim[:256, :256]
     out["image->text top-1 (256)"] = float(same[torch.arange(256), s.argmax(1)].float().mean())
     out["text->image top-1 (256)"] = float(same[s.argmax(0), torch.arange(256)].float().mean())
+    img, txt, neg = F.normalize(img, dim=-1), F.normalize(txt, dim=-1), F.normalize(neg, dim=-1)
+    two = np.array([s["kind"] != "single" for s in scenes])
+    wins = ((img * txt).sum(-1) > (img * neg).sum(-1)).numpy()
+    out["caption over its hard negative (two objects)"] = float(wins[two].mean())
     return out
 
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--blob", default=str(ediffi.REPO / "weights/ediff-tiny.bin"))
+    ap.add_argument("--run", help="probe RUN/clip.pt instead of a blob")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    for k, v in probe(ediffi.load_blob(args.blob).encoders).items():
+    if args.run:
+        import train
+        encoders = train.load_encoders(args.run, with_t5=False)
+    else:
+        encoders = ediffi.load_blob(args.blob).encoders
+    for k, v in probe(encoders).items():
         print(f"{k}: {v:.3f}")

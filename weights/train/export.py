@@ -1,6 +1,6 @@
 """Write the ediff blob of a finished training run (docs/model.md; format: weights/blob.py).
 
-    python weights/train/export.py --run /work/ckpt/run1 --out weights/ediff-tiny.bin
+    python weights/train/export.py --run /work/ckpt/run2 --out weights/ediff-tiny.bin
 
 Every module is the EMA of its phase: T5 from 'base', CLIP from 'clip', stage 'base' = experts 'expert0',
 'expert1', stage 'base_single' = 'single', stage 'sr' = 'sr'. Weights are stored as f16.
@@ -51,9 +51,10 @@ def ema(run, phase):
 
 def encoder_tensors(run):
     out = {}
-    for k, v in ema(run, "base").items():
+    for k, v in ema(run, "t5").items():
         # encoder.embed_tokens.weight is the same tensor as shared.weight (tied); the blob keeps shared.weight
-        if k.startswith("t5.") and k != "t5.encoder.embed_tokens.weight":
+        # the t5 phase trains an encoder-decoder; the blob keeps the encoder (docs/training.md)
+        if k.startswith(("t5.shared.", "t5.encoder.")) and k != "t5.encoder.embed_tokens.weight":
             out[k] = v
     for k, v in ema(run, "clip").items():
         if k != "logit_scale" and not k.endswith("position_ids"):      # similarity temperature: not inference

@@ -1,7 +1,7 @@
 """Train ediff-tiny from a seed: world data, CLIP, base (+T5), base experts, single-model control, super-resolution.
 
-    python weights/train/train.py --run /work/ckpt/run1 --seed 0          # everything, resumable
-    python weights/train/train.py --run /work/ckpt/run1 --phases base      # one phase (its inputs must exist)
+    python weights/train/train.py --run /work/ckpt/run2 --seed 0          # everything, resumable
+    python weights/train/train.py --run /work/ckpt/run2 --phases base      # one phase (its inputs must exist)
 
 Each phase saves a checkpoint (weights, EMA, optimizer, step, RNG state) to RUN/PHASE.ckpt.pt every few
 minutes and RUN/PHASE.pt when done; rerunning the same command skips finished phases and resumes the current
@@ -32,15 +32,16 @@ import world  # noqa: E402
 # Phase recipes. steps x batch = training samples; sized for ~3 h on 2 CPU cores (docs/training.md).
 RECIPE = {
     "clip": dict(steps=1500, batch=256, lr=1e-3, warmup=200, schedule="cosine", weight_decay=0.1),
-    "base": dict(steps=3200, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
-    "expert0": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "expert1": dict(steps=320, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "single": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "t5": dict(steps=1200, batch=128, lr=2e-3, warmup=100, schedule="cosine", weight_decay=0.01),
+    "base": dict(steps=9600, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
+    "expert0": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "expert1": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "single": dict(steps=1280, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
     "sr": dict(steps=2400, batch=64, lr=6e-4, warmup=300, schedule="cosine", weight_decay=0.01),
 }
-PHASES = ["clip", "base", "expert0", "expert1", "single", "sr"]
+PHASES = ["clip", "t5", "base", "expert0", "expert1", "single", "sr"]
 N_EXPERTS = 2
-P_DROP = dict(t5=0.25, clip_text=0.2, clip_image=0.9)     # eDiff-I's independent drop rates (ediffi.md §1.4)
+P_DROP = dict(t5=0.25, clip_text=0.2, clip_image=0.7)     # independent drop rates (docs/training.md)
 EMA_HALFLIFE = 25000        # samples (EDM's ema_halflife_kimg, scaled down)
 EMA_RAMPUP = 0.1            # halflife <= this fraction of the phase's samples so far (EDM ema_rampup_ratio)
 SR_CROP = 32                # SR trains on random 32x32 crops of the 64x64 target (eDiff-I SR1024 style)
@@ -253,9 +254,11 @@ class ClipPhase(Phase):
 
     def __init__(self, *a):
         super().__init__(*a)
-        keys = [r["key"] for r in world.load_records(self.data_root)]
+        records = world.load_records(self.data_root)
+        keys = [r["key"] for r in records] + [r["neg_key"] for r in records]
         ids = {k: i for i, k in enumerate(sorted(set(keys)))}
-        self.key_ids = torch.tensor([ids[k] for k in keys])   # same key = the caption cannot tell them apart
+        key_ids = torch.tensor([ids[k] for k in keys])         # same key = the caption cannot tell them apart
+        self.key_ids, self.neg_key_ids = key_ids[:len(records)], key_ids[len(records):]
 
     @property
     def data_root(self):
@@ -270,29 +273,76 @@ class ClipPhase(Phase):
         return model.parameters()
 
     def loss(self, model, g, batch):
-        """Symmetric InfoNCE (CLIP) with every pair of equal semantic key counted as a positive."""
+        """Symmetric InfoNCE (CLIP) with every pair of equal semantic key counted as a positive; each image
+        also scores its caption's hard negative (world.hard_negative: same words, another scene), so the
+        text tower must encode which colour goes with which shape and which object is where (NegCLIP)."""
         idx = self.data.batch_indices(g, batch)
         pixels = ediffi.normalize_clip_pixels(self.data.get("clip32", idx))
-        ids = self.data.get("clip_style_ids", idx).long()
+        ids = torch.cat([self.data.get("clip_style_ids", idx), self.data.get("clip_neg_ids", idx)]).long()
         img = F.normalize(model.visual_projection(model.vision_model(pixel_values=pixels).pooler_output).float(), dim=-1)
         txt = F.normalize(model.text_projection(model.text_model(input_ids=ids).pooler_output).float(), dim=-1)
-        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T
+        logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T           # [B images, B captions + B negatives]
         k = self.key_ids[idx]
-        target = (k[:, None] == k[None, :]).float()
-        target = target / target.sum(1, keepdim=True)
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        k_txt = torch.cat([k, self.neg_key_ids[idx]])
+        target = (k[:, None] == k_txt[None, :]).float()
+        i2t = F.cross_entropy(logits, target / target.sum(1, keepdim=True))
+        target = target[:, :batch].T
+        t2i = F.cross_entropy(logits[:, :batch].T, target / target.sum(1, keepdim=True))
+        return (i2t + t2i) / 2
+
+
+class T5Phase(Phase):
+    """T5 learns what the captions mean as T5 learns everything, text to text (Raffel et al. 2020): an
+    encoder-decoder T5 (the encoder of docs/model.md, a 2-layer decoder) is trained to rewrite each
+    diffusion caption into its canonical description (world.canonical): "below a blue square there is a
+    red circle" -> "red circle above blue square". To do that the encoder's token states must say which
+    colour goes with which shape and which object is on top or on the left, whatever the wording; that is
+    what the denoisers' cross-attention reads. There is no pretrained T5 this small; eDiff-I's T5-XXL brings
+    that understanding from its own pretraining, and this phase is the stand-in. The decoder is discarded
+    and the encoder frozen from here on, as eDiff-I's T5 is."""
+
+    name = "t5"
+    DECODER_LAYERS = 2
+    TARGET_TOKENS = 16
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        tok = ediffi.T5Tokenizer(max_tokens=self.TARGET_TOKENS)
+        cache = {}
+        targets = np.full((self.data.n, self.TARGET_TOKENS), -100, np.int64)      # -100: ignored by the loss
+        for i, r in enumerate(world.load_records(self.run / "data")):
+            text = world.canonical(json.loads(r["content"]))
+            ids = cache.setdefault(text, tok(text))
+            targets[i, :len(ids)] = ids
+        self.targets = torch.from_numpy(targets)
+
+    def build(self):
+        from transformers import T5ForConditionalGeneration
+        torch.manual_seed(self.seed + 3)
+        config = ediffi.t5_config()
+        config.update(dict(is_encoder_decoder=True, num_decoder_layers=self.DECODER_LAYERS,
+                           decoder_start_token_id=0, pad_token_id=0, tie_word_embeddings=False))
+        return nn.ModuleDict(dict(t5=T5ForConditionalGeneration(config)))
+
+    def trainable(self, model):
+        return model.parameters()
+
+    def loss(self, model, g, batch):
+        idx = self.data.batch_indices(g, batch)
+        ids = self.data.get("t5_ids", idx).long()
+        return model["t5"](input_ids=ids, attention_mask=(ids != 0).long(), labels=self.targets[idx]).loss
 
 
 def load_encoders(run, with_t5=True):
-    """The frozen encoders: CLIP (EMA of the clip phase) and T5 (EMA of the base phase)."""
+    """The frozen encoders: CLIP (EMA of the clip phase) and T5 (EMA of the t5 phase)."""
     from transformers import CLIPModel, T5EncoderModel
     clip = CLIPModel(ediffi.clip_config())
     clip.load_state_dict(torch.load(Path(run) / "clip.pt", weights_only=False)["ema"])
     t5 = None
     if with_t5:
         t5 = T5EncoderModel(ediffi.t5_config())
-        ema = torch.load(Path(run) / "base.pt", weights_only=False)["ema"]
-        t5.load_state_dict({k[3:]: v for k, v in ema.items() if k.startswith("t5.")})
+        ema = torch.load(Path(run) / "t5.pt", weights_only=False)["ema"]
+        t5.load_state_dict({k[3:]: v for k, v in ema.items() if k.startswith(("t5.shared.", "t5.encoder."))})
     enc = ediffi.Encoders(t5=t5, clip=clip)
     return enc.eval().requires_grad_(False)
 
@@ -326,19 +376,14 @@ class DenoiserPhase(Phase):
     def __init__(self, *a):
         super().__init__(*a)
         self.image_embeds = precompute_image_embeds(self.run, self.data)
-        self.encoders = load_encoders(self.run, with_t5=self.name != "base")
+        self.encoders = load_encoders(self.run)
 
-    def conditions(self, idx, g, t5=None):
+    def conditions(self, idx, g):
         batch = len(idx)
         t5_ids = self.data.get("t5_ids", idx).long()
-        t5_mask = (t5_ids != 0).long()
         with torch.no_grad():
             clip_tokens, clip_text_embed = self.encoders.encode_clip_text(self.data.get("clip_ids", idx).long())
-            if t5 is None:
-                t5_tokens = self.encoders.encode_t5(t5_ids, t5_mask)
-        if t5 is not None:
-            h = t5(input_ids=t5_ids, attention_mask=t5_mask).last_hidden_state
-            t5_tokens = h * t5_mask[..., None].to(h.dtype)
+            t5_tokens = self.encoders.encode_t5(t5_ids, (t5_ids != 0).long())
         cond = dict(t5_tokens=t5_tokens, clip_tokens=clip_tokens, clip_text_embed=clip_text_embed,
                     clip_image_embed=self.image_embeds[torch.from_numpy(idx)])
         keep = {k: (torch.rand(batch, generator=g) >= p).float() for k, p in P_DROP.items()}
@@ -349,28 +394,27 @@ class DenoiserPhase(Phase):
 
 
 class BasePhase(DenoiserPhase):
-    """The shared base model on the full p(sigma), trained jointly with T5 (gradients from the denoising loss)."""
+    """The shared base model on the full p(sigma) (the encoders frozen)."""
 
     name = "base"
 
     def build(self):
-        from transformers import T5EncoderModel
         torch.manual_seed(self.seed + 1)
-        return nn.ModuleDict(dict(t5=T5EncoderModel(ediffi.t5_config()), expert=ediffi.Expert("base")))
+        return ediffi.Expert("base")
 
     def trainable(self, model):
         return model.parameters()
 
     def loss(self, model, g, batch):
         idx = self.data.batch_indices(g, batch)
-        cond = self.conditions(idx, g, t5=model["t5"])
+        cond = self.conditions(idx, g)
         y = self.data.images32(idx)
-        return ediffi.edm_loss(model["expert"], y, self.sigmas(g, batch), cond, noise=torch.randn(y.shape, generator=g))
+        return ediffi.edm_loss(model, y, self.sigmas(g, batch), cond, noise=torch.randn(y.shape, generator=g))
 
 
 class FineTunePhase(DenoiserPhase):
-    """Continue the shared model (weights = its EMA, Adam moments kept) with T5 frozen: an expert on its
-    equal-mass sigma interval (eDiff-I §4.1), or the single-model control on all of p(sigma)."""
+    """Continue the shared model (weights = its EMA, Adam moments kept): an expert on its equal-mass sigma
+    interval (eDiff-I §4.1), or the single-model control on all of p(sigma)."""
 
     def build(self):
         return ediffi.Expert("base")
@@ -380,10 +424,9 @@ class FineTunePhase(DenoiserPhase):
 
     def init_state(self, model, ema, opt):
         base = torch.load(self.run / "base.pt", weights_only=False)
-        shared = {k[len("expert."):]: v for k, v in base["ema"].items() if k.startswith("expert.")}
-        model.load_state_dict(shared)
-        ema.load_state_dict(shared)
-        names = ["expert." + n for n, _ in model.named_parameters()]
+        model.load_state_dict(base["ema"])
+        ema.load_state_dict(base["ema"])
+        names = [n for n, _ in model.named_parameters()]
         moments = {n: base["opt"]["state"][i] for i, n in enumerate(base["param_names"]) if i in base["opt"]["state"]}
         state = opt.state_dict()
         state["state"] = {i: moments[n] for i, n in enumerate(names)}
@@ -436,7 +479,7 @@ class SRPhase(DenoiserPhase):
                                noise=torch.randn(y.shape, generator=g))
 
 
-PHASE_CLASSES = {"clip": ClipPhase, "base": BasePhase, "expert0": expert_phase(0), "expert1": expert_phase(1),
+PHASE_CLASSES = {"clip": ClipPhase, "t5": T5Phase, "base": BasePhase, "expert0": expert_phase(0), "expert1": expert_phase(1),
                  "single": SinglePhase, "sr": SRPhase}
 
 

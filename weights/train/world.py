@@ -9,6 +9,7 @@ held out of the dataset entirely (HELDOUT).
     python weights/train/world.py --out /work/ckpt/run/data --n 200000 --seed 0     # writes the dataset
 """
 import argparse
+import copy
 import json
 import math
 import os
@@ -251,6 +252,43 @@ def caption(rng, scene):
     return template.format(a=a, r=phrase, b=b), key
 
 
+def hard_negative(rng, caption_rng, scene):
+    """A caption with (nearly) the same words as `caption(rng, scene)` that means another scene, and its key:
+    the two objects' colours or shapes exchanged, or (relations) the two objects exchanged around the same
+    relation word. A bag-of-words text encoder cannot tell it from the true caption (NegCLIP's hard
+    negatives, Yuksekgonul et al. 2023). `caption_rng` must be in the state `caption` was called with, so
+    the articles, sizes, paraphrase and word order are drawn the same; `rng` picks the edit. When the edit
+    does not change the meaning (a single object; "and" of two equal shapes), one colour is replaced."""
+    objs = [dict(o) for o in scene["objects"]]
+    choices = ["colours"] + (["shapes"] if objs[-1]["shape"] != objs[0]["shape"] else [])
+    choices += ["objects"] if scene["kind"] == "relation" else []
+    what = choices[int(rng.integers(len(choices)))]
+    if what == "objects":
+        objs = objs[::-1]
+    elif len(objs) == 2:
+        field = "colour" if what == "colours" else "shape"
+        objs[0][field], objs[1][field] = objs[1][field], objs[0][field]
+    _, key = caption(copy.deepcopy(caption_rng), scene)
+    text, neg_key = caption(copy.deepcopy(caption_rng), dict(scene, objects=objs))
+    if neg_key == key:
+        unused = [c for c in COLOURS if all(o["colour"] != c for o in objs)]
+        objs[0]["colour"] = unused[int(rng.integers(len(unused)))]
+        text, neg_key = caption(caption_rng, dict(scene, objects=objs))
+    return text, neg_key
+
+
+def canonical(key):
+    """What a caption means, in one fixed wording (the T5 phase's target): objects as "[size] colour shape",
+    a relation always as "TOP above BOTTOM" or "LEFT left of RIGHT", "and" pairs in sorted order.
+    "under one small green circle there is the large red triangle" -> "small green circle above large red triangle"."""
+    name = lambda ident: " ".join(w for w in (ident[2], ident[0], ident[1]) if w)
+    if key[0] == "single":
+        return name(key[1])
+    if key[0] == "and":
+        return f"{name(key[1])} and {name(key[2])}"
+    return f"{name(key[1])} {'above' if key[2] == 'vertical' else 'left of'} {name(key[3])}"
+
+
 def clip_caption(rng, text, style):
     """CLIP caption: the diffusion caption plus the style, as real alt-texts describe appearance."""
     tone = rng.choice(TONE_WORDS[style["tone"]])
@@ -271,25 +309,37 @@ def _chunk(args):
     t5_ids = np.zeros((n, T5_MAX_TOKENS), np.int32)
     clip_ids = np.zeros((n, CLIP_CONTEXT), np.int32)
     clip_style_ids = np.zeros((n, CLIP_CONTEXT), np.int32)
+    clip_neg_ids = np.zeros((n, CLIP_CONTEXT), np.int32)
+    t5_neg_ids = np.zeros((n, T5_MAX_TOKENS), np.int32)
     records = []
     for i in range(n):
         scene = sample_scene(rng)
+        caption_rng = copy.deepcopy(rng)
         text, key = caption(rng, scene)
+        style_rng = copy.deepcopy(rng)
         ctext = clip_caption(rng, text, scene["style"])
+        neg_text, neg_key = hard_negative(rng, caption_rng, scene)
+        neg_ctext = clip_caption(style_rng, neg_text, scene["style"])
         images[i] = render(scene)
         clip32[i] = clip_pixels(images[i])
         ids = t5(text)
         t5_ids[i, :len(ids)] = ids
         clip_ids[i] = clip(text)
         clip_style_ids[i] = clip(ctext)
-        records.append(dict(scene, caption=text, clip_caption=ctext,
-                            key=json.dumps([key, scene["style"]["tone"], scene["style"]["texture"]])))
-    return images, clip32, t5_ids, clip_ids, clip_style_ids, records
+        clip_neg_ids[i] = clip(neg_ctext)
+        ids = t5(neg_text)
+        t5_neg_ids[i, :len(ids)] = ids
+        style = [scene["style"]["tone"], scene["style"]["texture"]]
+        records.append(dict(scene, caption=text, clip_caption=ctext, clip_negative=neg_ctext,
+                            key=json.dumps([key] + style), neg_key=json.dumps([neg_key] + style),
+                            content=json.dumps(key), neg_content=json.dumps(neg_key)))
+    return images, clip32, t5_ids, clip_ids, clip_style_ids, clip_neg_ids, t5_neg_ids, records
 
 
 ARRAYS = {"images64": ((RES, RES, 3), np.uint8), "clip32": ((32, 32, 3), np.uint8),
           "t5_ids": ((T5_MAX_TOKENS,), np.int32), "clip_ids": ((CLIP_CONTEXT,), np.int32),
-          "clip_style_ids": ((CLIP_CONTEXT,), np.int32)}
+          "clip_style_ids": ((CLIP_CONTEXT,), np.int32), "clip_neg_ids": ((CLIP_CONTEXT,), np.int32),
+          "t5_neg_ids": ((T5_MAX_TOKENS,), np.int32)}
 
 
 def open_dataset(root, mode="r"):
@@ -316,9 +366,9 @@ def generate_dataset(root, n, seed, chunk=2000, workers=2):
     jobs = [(seed, c, min(chunk, n - c * chunk)) for c in range((n + chunk - 1) // chunk)]
     with Pool(workers) as pool, open(root / "scenes.jsonl", "w") as f:
         for (_, c, m), result in zip(jobs, pool.imap(_chunk, jobs)):
-            for (name, arr), part in zip(arrays.items(), result[:5]):
+            for (name, arr), part in zip(arrays.items(), result[:-1]):
                 arr[c * chunk:c * chunk + m] = part
-            for r in result[5]:
+            for r in result[-1]:
                 f.write(json.dumps(r) + "\n")
             print(f"world: {c * chunk + m}/{n}", flush=True)
     for arr in arrays.values():
