@@ -383,11 +383,14 @@ def edm_loss(expert, y, sigma, cond, z_lr=None, noise=None):
     return ((F_x.float() - target) ** 2).mean()
 
 
-def expert_bounds(n_experts, p_mean=P_MEAN, p_std=P_STD):
-    """Equal-probability-mass cuts of the log-normal p(sigma) (eDiff-I §4.1; ediffi.md §1.5): [(lo, hi)] low to high."""
+def expert_bounds(quantile_cuts, p_mean=P_MEAN, p_std=P_STD):
+    """Sigma intervals [(lo, hi)], low to high, of experts that own the quantile intervals between
+    consecutive `quantile_cuts` (0 ... 1) of the log-normal p(sigma) (eDiff-I §4.1; ediffi.md §1.5):
+    (0, 0.5, 1) is the level-1 equal-mass split, (0, 15/16, 1) the high-noise expert E(4, 15) plus one
+    model for the rest (Config-C)."""
     from scipy.stats import norm
-    cuts = [0.0] + [math.exp(p_mean + p_std * norm.ppf(k / n_experts)) for k in range(1, n_experts)] + [math.inf]
-    return list(zip(cuts[:-1], cuts[1:]))
+    sig = lambda q: 0.0 if q <= 0 else math.inf if q >= 1 else math.exp(p_mean + p_std * norm.ppf(q))  # noqa: E731
+    return [(sig(a), sig(b)) for a, b in zip(quantile_cuts[:-1], quantile_cuts[1:])]
 
 
 def sample_sigma(n, generator, quantile_lo=0.0, quantile_hi=1.0, p_mean=P_MEAN, p_std=P_STD):

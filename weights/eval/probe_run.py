@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--split", default="train")
     ap.add_argument("--cfg", type=float, default=SAMPLING["base"]["cfg_scale"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--grid", help="also write the images as one PNG (evaluate.grid), prompts in order")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     run = Path(args.run)
@@ -39,6 +40,9 @@ def main():
     pipe = ediffi.Pipeline(train.load_encoders(run), {"base": stage}).eval().requires_grad_(False)
     prompts = world.eval_prompts(args.split, args.prompts, seed=0)
     imgs = ediffi.to_uint8(pipe.generate([p for p, _ in prompts], list(range(len(prompts))), cfg_scale=args.cfg, sr=False))
+    if args.grid:
+        from evaluate import grid
+        grid(imgs, scale=3).save(args.grid)
     scores = [checker.score(img, spec) for img, (_, spec) in zip(imgs, prompts)]
     rel = [s["relation"] for s, (_, spec) in zip(scores, prompts) if spec["relation"]]
     print(f"{args.phase} step {state['step']} cfg {args.cfg:g}: all {np.mean([s['all'] for s in scores]):.3f} "

@@ -1,6 +1,6 @@
 """Write the ediff blob of a finished training run (docs/model.md; format: weights/blob.py).
 
-    python weights/train/export.py --run /work/ckpt/run2 --out weights/ediff-tiny.bin
+    python weights/train/export.py --run /work/ckpt/run3 --out weights/ediff-tiny.bin
 
 Every module is the EMA of its phase: T5 from 'base', CLIP from 'clip', stage 'base' = experts 'expert0',
 'expert1', stage 'base_single' = 'single', stage 'sr' = 'sr'. Weights are stored as f16.
@@ -19,6 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 import ediffi  # noqa: E402
 from blob import write_blob  # noqa: E402
+from train import EXPERT_QUANTILES  # noqa: E402
 
 # Default sampling settings of each stage (chosen in docs/training.md, "Sampling defaults").
 SAMPLING = {
@@ -93,7 +94,7 @@ def metadata():
         kind = "sr" if stage == "sr" else "base"
         unet = ediffi.unet_config(kind)
         sampling = SAMPLING[kind]
-        bounds = ediffi.expert_bounds(len(phases))
+        bounds = ediffi.expert_bounds(EXPERT_QUANTILES if stage == "base" else np.linspace(0, 1, len(phases) + 1))
         meta[f"{stage}.resolution"] = str(unet["sample_size"])
         meta[f"{stage}.experts"] = str(len(phases))
         for k, (lo, hi) in enumerate(bounds):

@@ -1,6 +1,6 @@
 """Draw the training loss curves of a run (RUN/log/*.csv) as one PNG, with PIL only.
 
-    python weights/train/plot_losses.py --run /work/ckpt/run2 --out docs/training_losses.png
+    python weights/train/plot_losses.py --run /work/ckpt/run3 --out docs/training_losses.png
 """
 import argparse
 import csv

@@ -1,7 +1,7 @@
 """Train ediff-tiny from a seed: world data, CLIP, base (+T5), base experts, single-model control, super-resolution.
 
-    python weights/train/train.py --run /work/ckpt/run2 --seed 0          # everything, resumable
-    python weights/train/train.py --run /work/ckpt/run2 --phases base      # one phase (its inputs must exist)
+    python weights/train/train.py --run /work/ckpt/run3 --seed 0          # everything, resumable
+    python weights/train/train.py --run /work/ckpt/run3 --phases base      # one phase (its inputs must exist)
 
 Each phase saves a checkpoint (weights, EMA, optimizer, step, RNG state) to RUN/PHASE.ckpt.pt every few
 minutes and RUN/PHASE.pt when done; rerunning the same command skips finished phases and resumes the current
@@ -33,14 +33,17 @@ import world  # noqa: E402
 RECIPE = {
     "clip": dict(steps=1500, batch=256, lr=1e-3, warmup=200, schedule="cosine", weight_decay=0.1),
     "t5": dict(steps=1200, batch=128, lr=2e-3, warmup=100, schedule="cosine", weight_decay=0.01),
-    "base": dict(steps=9600, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
-    "expert0": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "expert1": dict(steps=640, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
-    "single": dict(steps=1280, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "base": dict(steps=7000, batch=64, lr=6e-4, warmup=300, schedule="constant", weight_decay=0.01),
+    "expert0": dict(steps=600, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "expert1": dict(steps=1400, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
+    "single": dict(steps=2000, batch=64, lr=3e-4, warmup=0, schedule="cosine", weight_decay=0.01),
     "sr": dict(steps=2400, batch=64, lr=6e-4, warmup=300, schedule="cosine", weight_decay=0.01),
 }
 PHASES = ["clip", "t5", "base", "expert0", "expert1", "single", "sr"]
-N_EXPERTS = 2
+# The base stage's experts as quantile cuts of p(sigma) (eDiff-I §4.1, ediffi.md §1.5): the high-noise
+# expert E(4, 15) owns the top 1/16 of the mass (sigma >= 1.90), where the layout is decided and the shared
+# model is rarely trained; one model owns the rest (the paper's Config-C, with E(4, 15) for its E(9, 511)).
+EXPERT_QUANTILES = (0.0, 15 / 16, 1.0)
 P_DROP = dict(t5=0.25, clip_text=0.2, clip_image=0.7)     # independent drop rates (docs/training.md)
 EMA_HALFLIFE = 25000        # samples (EDM's ema_halflife_kimg, scaled down)
 EMA_RAMPUP = 0.1            # halflife <= this fraction of the phase's samples so far (EDM ema_rampup_ratio)
@@ -442,7 +445,7 @@ class FineTunePhase(DenoiserPhase):
 def expert_phase(k):
     class ExpertPhase(FineTunePhase):
         name = f"expert{k}"
-        quantiles = (k / N_EXPERTS, (k + 1) / N_EXPERTS)
+        quantiles = EXPERT_QUANTILES[k:k + 2]
     return ExpertPhase
 
 
